@@ -1,0 +1,133 @@
+"""VGGish's log-mel front end (SPEC §1) on torchaudio.
+
+16 kHz mono -> 25 ms periodic-Hann frames every 10 ms -> |FFT 512| -> 64 HTK mel bands
+(125-7500 Hz) -> log(mel + 0.01) -> non-overlapping 0.96 s examples of 96 x 64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000
+WINDOW = 400  # 25 ms
+HOP = 160  # 10 ms
+N_FFT = 512
+N_MELS = 64
+F_MIN, F_MAX = 125.0, 7500.0
+LOG_OFFSET = 0.01
+EXAMPLE_FRAMES = 96  # 0.96 s
+EXAMPLE_SAMPLES = (EXAMPLE_FRAMES - 1) * HOP + WINDOW  # samples one example needs
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)  # HTK
+
+
+def vggish_mel_matrix(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N_FFT // 2 + 1, N_MELS) weights, triangles linear in mel as VGGish builds them.
+
+    torchaudio's `melscale_fbanks` draws the triangles linear in Hz, which is not VGGish's
+    matrix, so this one small piece is written here. The DC bin gets no weight.
+    """
+    bins = torch.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1, dtype=torch.float64)
+    bins_mel = _hz_to_mel(bins)
+    edges = torch.linspace(
+        _hz_to_mel(torch.tensor(F_MIN, dtype=torch.float64)).item(),
+        _hz_to_mel(torch.tensor(F_MAX, dtype=torch.float64)).item(),
+        N_MELS + 2,
+        dtype=torch.float64,
+    )
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    lower_slope = (bins_mel[:, None] - lower) / (center - lower)
+    upper_slope = (upper - bins_mel[:, None]) / (upper - center)
+    weights = torch.clamp(torch.minimum(lower_slope, upper_slope), min=0.0)
+    weights[0, :] = 0.0
+    return weights.to(dtype)
+
+
+class LogMel(torch.nn.Module):
+    """Waveform (..., S) at 16 kHz -> log-mel frames (..., F, 64), F = 1 + (S - 400) // 160."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        pad = (N_FFT - WINDOW) // 2
+        # torch.stft centres a short window inside each n_fft frame; padding the signal by the
+        # same amount on both sides puts frame i on samples [160 i, 160 i + 400) as in VGGish,
+        # and the magnitude of a zero-padded frame does not depend on where the zeros sit.
+        self.pad = pad
+        self.spectrogram = torchaudio.transforms.Spectrogram(
+            n_fft=N_FFT, win_length=WINDOW, hop_length=HOP, center=False, power=1.0,
+            window_fn=torch.hann_window,  # periodic by default, as VGGish's
+        )
+        self.register_buffer("mel", vggish_mel_matrix(), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.shape[-1] < WINDOW:
+            waveform = torch.nn.functional.pad(waveform, (0, WINDOW - waveform.shape[-1]))
+        x = torch.nn.functional.pad(waveform, (self.pad, self.pad))
+        spec = self.spectrogram(x.float())  # (..., 257, F)
+        mel = spec.transpose(-1, -2) @ self.mel.to(spec.dtype)  # (..., F, 64)
+        return torch.log(mel + LOG_OFFSET)
+
+
+_LOG_MEL: LogMel | None = None
+
+
+def to_mono_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(C, S) or (S,) at any rate -> (S,) float32 mono at 16 kHz."""
+    if waveform.dim() == 2:
+        waveform = waveform.float().mean(0)
+    elif waveform.dim() != 1:
+        raise ValueError(f"waveform must be (S,) or (C, S), got shape {tuple(waveform.shape)}")
+    waveform = waveform.float()
+    if sample_rate != SAMPLE_RATE:
+        waveform = torchaudio.functional.resample(waveform, sample_rate, SAMPLE_RATE)
+    return waveform
+
+
+def log_mel_examples(
+    waveform: torch.Tensor,
+    sample_rate: int = SAMPLE_RATE,
+    num_examples: int | None = None,
+    padding: str = "repeat",
+) -> torch.Tensor:
+    """Waveform -> VGGish examples (N, 1, 96, 64), one per second of audio.
+
+    With `num_examples`, the result has exactly that many: extra examples are dropped and
+    missing ones are padded by repeating the last example (`padding="repeat"`, S4/MS3) or
+    with zeros (`"zeros"`, AVSS). A waveform of zeros ("mute") gives log(0.01) everywhere.
+    """
+    global _LOG_MEL
+    if padding not in ("repeat", "zeros"):
+        raise ValueError(f"padding must be 'repeat' or 'zeros', got {padding!r}")
+    wav = to_mono_16k(waveform, sample_rate)
+    if _LOG_MEL is None:
+        _LOG_MEL = LogMel()
+    frames = _LOG_MEL(wav)  # (F, 64)
+    count = frames.shape[0] // EXAMPLE_FRAMES
+    examples = frames[: count * EXAMPLE_FRAMES].reshape(count, 1, EXAMPLE_FRAMES, N_MELS)
+    if num_examples is None:
+        if count == 0:
+            raise ValueError(
+                f"audio of {wav.numel() / SAMPLE_RATE:.3f} s is shorter than one 0.96 s example"
+            )
+        return examples
+    if count >= num_examples:
+        return examples[:num_examples].contiguous()
+    if count == 0 or padding == "zeros":
+        fill = torch.zeros(1, 1, EXAMPLE_FRAMES, N_MELS)
+        if count == 0 and padding == "repeat":
+            # nothing to repeat: the whole (short) signal padded with silence is the example
+            wav = torch.nn.functional.pad(wav, (0, EXAMPLE_SAMPLES - wav.numel()))
+            fill = _LOG_MEL(wav)[:EXAMPLE_FRAMES].reshape(1, 1, EXAMPLE_FRAMES, N_MELS)
+    else:
+        fill = examples[-1:]
+    pad = fill.expand(num_examples - count, -1, -1, -1)
+    return torch.cat([examples, pad], dim=0).contiguous()
+
+
+def seconds_to_samples(seconds: float) -> int:
+    return int(math.ceil(seconds * SAMPLE_RATE))

@@ -1,0 +1,147 @@
+"""SelM configuration: one dataclass tree, presets by name (SPEC §1-§9).
+
+YAML files and `--set key=value` only select a preset and override fields; an unknown key is an
+error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "vggish": ("official", "slim"),
+    "fusion": ("dam", "add", "concat", "none"),
+    "dam_variant": ("paper", "official"),
+    "dam_direction": ("both", "a2v", "v2a"),
+    "bcsm_direction": ("both", "a2v", "v2a"),
+    "bcsm_residual": ("normed", "input"),
+    "decoder": ("clever", "single_level"),
+    "clever_cross_attention": ("both", "video", "audio"),
+    "loss": ("bce", "bce+dice", "bce+dice+aux"),
+    "audio_padding": ("repeat", "zeros"),
+}
+
+
+@dataclass
+class SelMConfig:
+    # --- inputs (SPEC §1) ---
+    backbone: str = "resnet50"  # any timm model whose stages run one by one (resnet*, pvt_v2_*)
+    backbone_pretrained: bool = False  # ImageNet weights through timm (needs the network)
+    backbone_weights: str | None = None  # local timm checkpoint file, used instead of the hub
+    input_size: int = 224  # frames are resized to input_size x input_size
+    output_size: int | None = None  # logits side; None -> input_size (the release: always 224)
+    num_frames: int = 5  # T: 5 for S4/MS3, 10 for AVSS
+    audio_padding: str = "repeat"  # short audio: repeat the last example (S4/MS3) or zeros (AVSS)
+    vggish: str = "official"  # "official" architecture (72M params) or "slim" (small CPU models)
+    vggish_weights: str | None = None  # path to vggish-10086976.pth (official variant only)
+    freeze_vggish: bool = True
+    freeze_backbone: bool = False
+    # --- model width ---
+    dim: int = 256  # D, the model width (GroupNorm(32, D) needs D % 32 == 0)
+    num_tokens: int = 2  # K, CLEVER's learnable tokens
+    num_classes: int = 1  # 1: binary (S4/MS3); 71: AVSS semantic
+    dropout: float = 0.1
+    # --- early fusion (SPEC §3) ---
+    fusion: str = "dam"
+    dam_variant: str = "paper"  # "official" reproduces the released block (checkpoints load)
+    dam_direction: str = "both"
+    # --- BCSM (SPEC §5) ---
+    bcsm: bool = True
+    bcsm_direction: str = "both"
+    bcsm_depth: int = 3  # Mamba blocks per stack; 4 levels x 2 stacks x depth blocks
+    bcsm_residual: str = "normed"  # "normed": y = LN(x) + Mamba(LN(x)) as released
+    mamba_d_state: int = 16
+    mamba_d_conv: int = 4
+    mamba_expand: int = 2
+    # --- CLEVER decoder (SPEC §6) ---
+    decoder: str = "clever"
+    clever_cross_attention: str = "both"
+    pos_grid: tuple[int, int, int] | None = None  # positional-embedding grid sides of the 3 layers;
+    # None -> the grids of input_size (input/16, input/8, input/4)
+    mask_upsample_steps: int = 2  # x2 steps in the mask head (x4 for ResNet-50 at 224)
+    audio_attn_min_side: int = 0  # skip the audio cross-attention on grids smaller than this
+    gumbel_at_eval: bool = False  # the release adds Gumbel noise at test time; off = deterministic
+    # --- loss (SPEC §7) ---
+    loss: str = "bce+dice+aux"
+    aux_weights: tuple[float, float, float] = (0.001, 0.01, 0.1)
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"SelMConfig.{name}={value!r}: expected one of {allowed}")
+        if self.dim % 32:
+            raise ValueError(f"SelMConfig.dim={self.dim}: must be a multiple of 32 (GroupNorm(32, D))")
+        if self.num_frames < 1 or self.num_tokens < 1 or self.num_classes < 1:
+            raise ValueError("SelMConfig: num_frames, num_tokens and num_classes must be >= 1")
+        if self.input_size % 32:
+            raise ValueError(f"SelMConfig.input_size={self.input_size}: must be a multiple of 32")
+        if self.pos_grid is not None:
+            self.pos_grid = tuple(int(g) for g in self.pos_grid)
+            if len(self.pos_grid) != 3:
+                raise ValueError("SelMConfig.pos_grid: expected three grid sides")
+        self.aux_weights = tuple(float(w) for w in self.aux_weights)
+
+    @property
+    def out_size(self) -> int:
+        return self.output_size or self.input_size
+
+    @property
+    def grids(self) -> tuple[int, int, int]:
+        """Positional-embedding grid sides of the three CLEVER layers (coarse to fine)."""
+        if self.pos_grid is not None:
+            return self.pos_grid
+        s = self.input_size
+        return (s // 16, s // 8, s // 4)
+
+    # --- (de)serialisation ---
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SelMConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise KeyError(f"unknown SelMConfig key(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "SelMConfig":
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # the paper's ResNet-50 model at 224
+    "selm_r50": dict(backbone="resnet50", input_size=224, mask_upsample_steps=2),
+    # PVT-v2-b5 as released: 448 input, one x2 step in the mask head, 224 output
+    "selm_pvt_b5": dict(
+        backbone="pvt_v2_b5", input_size=448, output_size=224, mask_upsample_steps=1
+    ),
+    # trains from scratch on a CPU; checkpoint < 25 MB
+    "selm_tiny": dict(
+        backbone="pvt_v2_b0", input_size=224, vggish="slim", freeze_vggish=False, dim=64,
+        mask_upsample_steps=2,
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def register_preset(name: str, **values: Any) -> None:
+    """Add a named preset (used by `selm.convert` for the official layouts)."""
+    SelMConfig(**values)  # validate now, not at first use
+    _PRESETS[name] = dict(values)
+
+
+def get_config(name: str, **overrides: Any) -> SelMConfig:
+    if name not in _PRESETS:
+        raise KeyError(f"unknown SelM preset {name!r}; known: {', '.join(preset_names())}")
+    return SelMConfig.from_dict({**_PRESETS[name], **overrides})
