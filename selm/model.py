@@ -1,0 +1,105 @@
+"""SelM: encoder with early fusion (DAM) -> projection -> BCSM -> CLEVER decoder (SPEC §2-§6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selm.bcsm import BCSM
+from selm.clever import CleverDecoder
+from selm.config import SelMConfig, get_config
+from selm.encoder import AudioVisualEncoder
+
+
+@dataclass
+class SelMOutput:
+    """What one forward pass gives (shapes for B clips of T frames)."""
+
+    logits: torch.Tensor  # (B, T, N, H, W): N = 1 binary, N = num_classes semantic
+    hit_maps: list[torch.Tensor]  # 3 x (B, T, K, h, w): CLEVER token assignment, coarse to fine
+    dam_maps: list[torch.Tensor] | None  # 4 x (B, T, h_s, w_s): DAM's V2A attention over pixels
+    bcsm: list[dict[str, torch.Tensor | None]]  # per level: norm_before/after (B,T,h,w), gates (B,T,D)
+
+
+def channel_norm(x: torch.Tensor) -> torch.Tensor:
+    """(..., D, h, w) -> (..., h, w): the L2 norm over channels, the BCSM heat map."""
+    return x.detach().float().norm(dim=-3)
+
+
+class SelM(nn.Module):
+    def __init__(self, config: SelMConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.encoder = AudioVisualEncoder(config)
+        # f_s = GroupNorm(32, D)(Conv1x1(C_s -> D)(x_s))  (SPEC §4)
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d))
+            for c in self.encoder.channels
+        )
+        self.bcsm = BCSM(config) if config.bcsm else None
+        self.decoder = CleverDecoder(config)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        audio: torch.Tensor,
+        frame_mask: torch.Tensor | None = None,
+    ) -> SelMOutput:
+        """frames (B, T, 3, H, W) ImageNet-normalised; audio (B, T, 1, 96, 64) log-mel examples or
+        (B, T, 128) VGGish embeddings; frame_mask (B, T) bool, False for padded frames."""
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
+        b, t, _, h, w = frames.shape
+        if audio.shape[:2] != (b, t):
+            raise ValueError(
+                f"audio must start with (B, T) = {(b, t)} like the frames, got {tuple(audio.shape)}"
+            )
+        mask = None
+        if frame_mask is not None:
+            if frame_mask.shape != (b, t):
+                raise ValueError(f"frame_mask must be (B, T) = {(b, t)}, got {tuple(frame_mask.shape)}")
+            mask = frame_mask.reshape(b * t).bool()
+
+        feats, tokens, dam_maps = self.encoder(frames.flatten(0, 1), audio.flatten(0, 1), mask)
+        feats = [proj(x) for proj, x in zip(self.proj, feats)]  # 4 x (BT, D, h_s, w_s)
+
+        norms_before = [channel_norm(f).unflatten(0, (b, t)) for f in feats]
+        if self.bcsm is not None:
+            clip_feats = [f.unflatten(0, (b, t)) for f in feats]  # (B, T, D, h, w)
+            clip_feats, clip_audio, bcsm_maps = self.bcsm(clip_feats, tokens.unflatten(0, (b, t)))
+            feats = [f.flatten(0, 1) for f in clip_feats]
+            tokens = clip_audio.flatten(0, 1)
+        else:
+            bcsm_maps = [
+                {"norm_before": n, "norm_after": n, "gate_audio": None, "gate_video": None}
+                for n in norms_before
+            ]
+
+        valid = None if mask is None else mask[:, None]  # (BT, 1)
+        logits, hit_maps = self.decoder(feats, tokens[:, None], valid)
+        if self.config.output_size is None and logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True)
+        return SelMOutput(
+            logits=logits.unflatten(0, (b, t)),
+            hit_maps=[m.unflatten(0, (b, t)) for m in hit_maps],
+            dam_maps=None
+            if dam_maps is None or any(m is None for m in dam_maps)
+            else [
+                m.unflatten(0, (b, t)).unflatten(-1, f.shape[-2:])
+                for m, f in zip(dam_maps, feats)
+            ],
+            bcsm=bcsm_maps,
+        )
+
+
+def build_selm(config: str | SelMConfig = "selm_tiny", **overrides) -> SelM:
+    """Build a SelM from a preset name (`selm_r50`, `selm_pvt_b5`, `selm_tiny`, ...) or a config."""
+    if isinstance(config, str):
+        config = get_config(config, **overrides)
+    elif overrides:
+        config = config.replace(**overrides)
+    return SelM(config)

@@ -1,0 +1,90 @@
+"""The VGGish log-mel front end against a float64 NumPy transcription of VGGish's algorithm."""
+
+import numpy as np
+import pytest
+import torch
+
+from selm.audio import LogMel, log_mel_examples, vggish_mel_matrix
+
+
+def _hz_to_mel(f):
+    return 1127.0 * np.log(1.0 + f / 700.0)
+
+
+def _reference_log_mel(wave: np.ndarray) -> np.ndarray:
+    """VGGish's recipe, step by step, in float64: frames of 400 every 160, periodic Hann,
+    |rfft| of length 512, triangles linear in mel between 125 and 7500 Hz, log(x + 0.01)."""
+    n = 1 + (len(wave) - 400) // 160
+    frames = np.stack([wave[i * 160 : i * 160 + 400] for i in range(n)])
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+    spec = np.abs(np.fft.rfft(frames * window, 512))
+    bins_mel = _hz_to_mel(np.linspace(0, 8000, 257))
+    edges = np.linspace(_hz_to_mel(125.0), _hz_to_mel(7500.0), 66)
+    mel = np.zeros((257, 64))
+    for j in range(64):
+        lo, c, hi = edges[j : j + 3]
+        for i in range(1, 257):  # the DC bin gets no weight
+            m = bins_mel[i]
+            mel[i, j] = max(0.0, min((m - lo) / (c - lo), (hi - m) / (hi - c)))
+    return np.log(spec @ mel + 0.01)
+
+
+def test_mel_matrix_matches_reference_triangles():
+    w = vggish_mel_matrix(torch.float64).numpy()
+    assert w.shape == (257, 64) and (w[0] == 0).all()
+    bins_mel = _hz_to_mel(np.linspace(0, 8000, 257))
+    # every band peaks near its centre and sums to a positive weight
+    assert (w.sum(0) > 0).all()
+    assert np.all(np.diff(bins_mel[w.argmax(0)]) > 0)
+
+
+def test_log_mel_matches_float64_reference():
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(16000 * 2 + 123) * 0.1
+    ours = LogMel()(torch.from_numpy(wave).float()).numpy()
+    ref = _reference_log_mel(wave)
+    assert ours.shape == ref.shape == (1 + (len(wave) - 400) // 160, 64)
+    np.testing.assert_allclose(ours, ref, atol=2e-4)
+
+
+def test_examples_are_non_overlapping_0_96_s():
+    wave = torch.randn(16000 * 3)
+    frames = LogMel()(wave)
+    ex = log_mel_examples(wave)
+    assert ex.shape == (3, 1, 96, 64)
+    torch.testing.assert_close(ex[1, 0], frames[96:192])
+
+
+def test_padding_repeat_and_zeros():
+    wave = torch.randn(16000 * 2)
+    rep = log_mel_examples(wave, num_examples=4, padding="repeat")
+    zer = log_mel_examples(wave, num_examples=4, padding="zeros")
+    assert rep.shape == zer.shape == (4, 1, 96, 64)
+    assert torch.equal(rep[3], rep[1]) and torch.equal(rep[2], rep[1])
+    assert torch.equal(zer[2:], torch.zeros(2, 1, 96, 64)) and torch.equal(zer[:2], rep[:2])
+    assert log_mel_examples(wave, num_examples=1).shape[0] == 1
+
+
+def test_mute_is_log_of_offset():
+    ex = log_mel_examples(torch.zeros(16000 * 2), num_examples=2)
+    torch.testing.assert_close(ex, torch.full_like(ex, float(np.log(0.01))))
+
+
+def test_resampling_and_stereo():
+    t = torch.arange(44100 * 2) / 44100
+    stereo = torch.stack([torch.sin(2 * np.pi * 1000 * t)] * 2)
+    ex = log_mel_examples(stereo, sample_rate=44100)
+    assert ex.shape == (2, 1, 96, 64)
+    band = ex[0, 0].mean(0).argmax().item()  # the loudest band holds 1 kHz
+    edges = np.linspace(_hz_to_mel(125.0), _hz_to_mel(7500.0), 66)
+    assert edges[band] < _hz_to_mel(1000.0) < edges[band + 2]
+
+
+def test_too_short_and_bad_shapes():
+    with pytest.raises(ValueError, match="shorter than one"):
+        log_mel_examples(torch.randn(8000))
+    assert log_mel_examples(torch.randn(8000), num_examples=2).shape == (2, 1, 96, 64)
+    with pytest.raises(ValueError, match="waveform must be"):
+        log_mel_examples(torch.randn(1, 2, 100))
+    with pytest.raises(ValueError, match="padding"):
+        log_mel_examples(torch.randn(16000), num_examples=2, padding="wrap")

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+
+from selm import build_selm, load_pretrained, save_pretrained
+from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+
+SMALL = dict(input_size=64, num_frames=2)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(1)
+    model = build_selm("selm_tiny", **SMALL).eval()
+    path = save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "tiny")
+    return model, path
+
+
+def test_round_trip_gives_identical_outputs(saved):
+    model, path = saved
+    assert sorted(p.name for p in path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]  # no temp files
+    again = load_pretrained(path)
+    assert again.config == model.config
+    frames, audio = torch.randn(1, 2, 3, 64, 64), torch.randn(1, 2, 1, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(model(frames, audio).logits, again(frames, audio).logits)
+
+
+def test_not_a_checkpoint_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="not a SelM checkpoint directory"):
+        load_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_pretrained(tmp_path / "missing")
+
+
+def test_corrupted_weights_give_clear_error(saved, tmp_path):
+    _, path = saved
+    (tmp_path / CONFIG_NAME).write_text((path / CONFIG_NAME).read_text())
+    (tmp_path / WEIGHTS_NAME).write_bytes((path / WEIGHTS_NAME).read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_pretrained(tmp_path)
+
+
+def test_config_weights_mismatch_lists_keys(saved, tmp_path):
+    _, path = saved
+    payload = json.loads((path / CONFIG_NAME).read_text())
+    payload["config"]["dim"] = 96
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(payload))
+    (tmp_path / WEIGHTS_NAME).write_bytes((path / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_pretrained(tmp_path)
+    payload["config"]["dim"] = 64
+    payload["config"]["bcsm"] = False
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match="unexpected"):
+        load_pretrained(tmp_path)
+
+
+def test_bad_config_json(saved, tmp_path):
+    _, path = saved
+    (tmp_path / CONFIG_NAME).write_text("{not json")
+    (tmp_path / WEIGHTS_NAME).write_bytes((path / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(CheckpointError, match="not a valid SelM config"):
+        load_pretrained(tmp_path)
+
+
+def test_hub_id_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="Hugging Face Hub"):
+        load_pretrained("someone/selm-nonexistent")
+
+
+def test_failed_save_leaves_previous_checkpoint_intact(saved, tmp_path, monkeypatch):
+    model, _ = saved
+    save_pretrained(model, tmp_path)
+    before = (tmp_path / WEIGHTS_NAME).read_bytes()
+    import selm.checkpoint as ckpt
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", boom)
+    with pytest.raises(OSError):
+        save_pretrained(model, tmp_path)
+    assert (tmp_path / WEIGHTS_NAME).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
