@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from selm.config import SelMConfig
@@ -92,7 +92,7 @@ def load_state(directory: str | os.PathLike, map_location: str = "cpu") -> dict[
     path = Path(directory) / WEIGHTS_NAME
     try:
         return load_file(str(path), device=str(map_location))
-    except (SafetensorsError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable or corrupted safetensors file ({err})") from err
 
 

@@ -1,0 +1,113 @@
+"""VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (SPEC §1).
+
+`official` is the architecture of Google's VGGish as ported to PyTorch by torchvggish, with the
+same parameter names, so its release file `vggish-10086976.pth` loads strictly. `slim` keeps the
+front end and the 128-d output with far fewer channels, for small models trained on a CPU.
+PCA post-processing (the AudioSet release's quantisation step) is not applied: SelM consumes the
+raw 128-d ReLU embeddings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+VGGISH_FILE = "vggish-10086976.pth"
+VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + VGGISH_FILE
+EMBEDDING_DIM = 128
+
+# conv channels, "M" = 2x2 max-pool; four pools take 96 x 64 to 6 x 4
+_LAYOUTS: dict[str, tuple[tuple[int | str, ...], tuple[int, ...]]] = {
+    # features.{0,3,6,8,11,13} are the convs, embeddings.{0,2,4} the linears (torchvggish names)
+    "official": ((64, "M", 128, "M", 256, 256, "M", 512, 512, "M"), (4096, 4096)),
+    "slim": ((16, "M", 32, "M", 64, "M", 128, "M"), (256,)),
+}
+_GRID = (6, 4)  # (H, W) of the last feature map for a 96 x 64 example
+
+
+class VGGish(nn.Module):
+    """(N, 1, 96, 64) log-mel examples -> (N, 128) embeddings, ReLU after every layer."""
+
+    def __init__(self, variant: str = "official") -> None:
+        super().__init__()
+        if variant not in _LAYOUTS:
+            raise ValueError(f"VGGish variant {variant!r}: expected one of {sorted(_LAYOUTS)}")
+        self.variant = variant
+        convs, hidden = _LAYOUTS[variant]
+        layers: list[nn.Module] = []
+        channels = 1
+        for c in convs:
+            if c == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, c, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                channels = c
+        self.features = nn.Sequential(*layers)
+        widths = (channels * _GRID[0] * _GRID[1], *hidden, EMBEDDING_DIM)
+        fc: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            fc += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True)]
+        self.embeddings = nn.Sequential(*fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1:] != (1, 96, 64):
+            raise ValueError(f"VGGish takes log-mel examples (N, 1, 96, 64), got {tuple(x.shape)}")
+        x = self.features(x)  # (N, C, 6, 4)
+        # flatten in (H, W, C) order: the TF-trained FC weights were laid out channels-last
+        x = x.permute(0, 2, 3, 1).flatten(1)  # (N, 6 * 4 * C)
+        return self.embeddings(x)  # (N, 128)
+
+
+def _unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
+    """A plain state dict, or one inside a {"state_dict"|"model"|"vggish": ...} wrapper."""
+    while isinstance(obj, dict):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in ("state_dict", "model", "vggish") if k in obj), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError("expected a state dict (name -> tensor) or a dict wrapping one")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
+    """Load torchvggish's `vggish-10086976.pth` (or a state dict saved from an official VGGish)
+    strictly into an official-variant VGGish; a file that does not fit raises with its keys."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"VGGish weights not found at {path}. Download {VGGISH_FILE} from the torchvggish "
+            f"release ({VGGISH_URL}) and pass it as `--vggish-weights PATH` (cfg.vggish_weights)."
+        )
+    if vggish.variant != "official":
+        raise ValueError(
+            f"{path.name} holds the official VGGish; this model uses the {vggish.variant!r} "
+            "variant. Set `vggish: official` to load it, or drop `vggish_weights`."
+        )
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        state = _unwrap_state_dict(raw)
+    except Exception as err:  # unpickling errors have many types; say which file and why
+        raise ValueError(f"{path} is not a VGGish state dict ({err})") from err
+    # torchvggish's full model also holds its PCA buffers; post-processing is off here
+    state = {k: v for k, v in state.items() if not k.startswith("pproc.")}
+    expected = vggish.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{path} does not fit the official VGGish (expected torchvggish's {VGGISH_FILE}): "
+            f"missing ({len(missing)}): {', '.join(missing[:8])}; "
+            f"unexpected ({len(unexpected)}): {', '.join(unexpected[:8])}; "
+            f"shape mismatch ({len(shapes)}): {', '.join(shapes[:8])}"
+        )
+    vggish.load_state_dict(state, strict=True)
