@@ -22,7 +22,7 @@ EMBEDDING_DIM = 128
 _LAYOUTS: dict[str, tuple[tuple[int | str, ...], tuple[int, ...]]] = {
     # features.{0,3,6,8,11,13} are the convs, embeddings.{0,2,4} the linears (torchvggish names)
     "official": ((64, "M", 128, "M", 256, 256, "M", 512, 512, "M"), (4096, 4096)),
-    "slim": ((16, "M", 32, "M", 64, "M", 128, "M"), (256,)),
+    "slim": ((16, "M", 32, "M", 64, "M", 64, "M"), (128,)),
 }
 _GRID = (6, 4)  # (H, W) of the last feature map for a 96 x 64 example
 

@@ -77,12 +77,12 @@ def test_flatten_is_height_width_channels(variant, official):
 def test_flatten_order_with_one_hot_weights():
     """Hand-built: one FC input picks feature (c=5, h=2, w=3); only (H, W, C) order finds it."""
     model = VGGish("slim").eval()
-    c, h, w, channels = 5, 2, 3, 128
+    c, h, w, channels = 5, 2, 3, 64
     with torch.no_grad():
         for p in model.embeddings.parameters():
             p.zero_()
         model.embeddings[0].weight[0, (h * 4 + w) * channels + c] = 1.0
-        model.embeddings[2].weight[0, 0] = 1.0  # slim: 3072 -> 256 -> 128
+        model.embeddings[2].weight[0, 0] = 1.0  # slim: 1536 -> 128 -> 128
         x = _examples(1)
         feature = model.features(x)[0, c, h, w]
         assert feature > 0  # the test needs a live unit
