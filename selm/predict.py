@@ -1,0 +1,155 @@
+"""Segment the sounding objects of a video from the command line.
+
+    python -m selm.predict VIDEO --checkpoint DIR_OR_REPO [--audio FILE | --mute | --noise]
+        [--out out.mp4] [--threshold 0.5] [--device cpu] [--masks-dir DIR] [--json FILE]
+
+Writes the video with the masks drawn on it (and the audio the model heard), prints the
+segmented area of every second, and optionally one mask PNG per second and a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from selm.media import MediaError, atomic_path, read_video
+from selm.predictor import Prediction, Predictor, resolve_audio
+from selm.render import write_overlay_video
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m selm.predict",
+        description="Segment the objects that make the sound of each second of a video (SelM). "
+        "The model sees one frame per second (at i + 14/16 s) and hears that second's audio.",
+        epilog="example: python -m selm.predict dog.mp4 --checkpoint checkpoints/selm_tiny "
+        "--noise --out dog_noise.mp4",
+    )
+    parser.add_argument("video", type=Path, help="video file (mp4, webm, mov, avi, mkv, ...)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder (config.json + model.safetensors) or Hub repo id",
+    )
+    heard = parser.add_mutually_exclusive_group()
+    heard.add_argument(
+        "--audio",
+        type=Path,
+        metavar="FILE",
+        help="let the model hear this audio file instead of the video's track",
+    )
+    heard.add_argument("--mute", action="store_true", help="let the model hear silence (zeros)")
+    heard.add_argument("--noise", action="store_true", help="let the model hear white noise")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="overlay video to write (default: VIDEO_selm.mp4 in the current folder)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="probability above which a pixel is segmented (binary models)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="refuse videos longer than this many seconds",
+    )
+    parser.add_argument(
+        "--masks-dir",
+        type=Path,
+        default=None,
+        help="also write one mask PNG per second here (0/255, or class ids)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write a JSON summary here")
+    return parser
+
+
+def summarize(pred: Prediction, threshold: float) -> dict:
+    """Per second: the segmented fraction of the frame (and, for semantic models, per class)."""
+    masks = pred.masks(threshold)
+    seconds = []
+    for time, mask in zip(pred.times, masks):
+        entry = {"time": float(time), "area": float((mask > 0).mean())}
+        if pred.num_classes > 1:
+            ids, counts = np.unique(mask[mask > 0], return_counts=True)
+            entry["classes"] = {int(i): float(c / mask.size) for i, c in zip(ids, counts)}
+        seconds.append(entry)
+    return {
+        "source": pred.source,
+        "audio": pred.audio_label,
+        "duration": pred.duration,
+        "fps": pred.fps,
+        "threshold": threshold,
+        "num_classes": pred.num_classes,
+        "seconds": seconds,
+    }
+
+
+def write_masks(pred: Prediction, folder: Path, threshold: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, mask in enumerate(pred.masks(threshold)):
+        image = mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8)
+        if not cv2.imwrite(str(folder / f"mask_{index:03d}.png"), image):
+            raise OSError(f"could not write masks into {folder}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 < args.threshold < 1.0:
+        parser.error(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    audio = "mute" if args.mute else "noise" if args.noise else args.audio or "original"
+    out = args.out or Path(f"{args.video.stem}_selm.mp4")
+    try:
+        clip = read_video(args.video, max_seconds=args.max_seconds)
+        resolve_audio(clip, audio)  # fail before the model loads
+    except MediaError as err:
+        parser.error(str(err))
+    try:
+        predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"--checkpoint: {err}")
+    windows = -(-clip.num_seconds // predictor.config.num_frames)
+    with tqdm(total=windows, unit="window", desc=args.video.name) as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(round(fraction * windows) - bar.n)
+
+        pred = predictor.predict(clip, audio=audio, progress=progress)
+    summary = summarize(pred, args.threshold)
+    try:
+        write_overlay_video(pred, out, threshold=args.threshold)
+        if args.masks_dir is not None:
+            write_masks(pred, args.masks_dir, args.threshold)
+        if args.json is not None:
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2))
+    except OSError as err:
+        parser.error(f"could not write the outputs: {err}")
+    print(
+        f"{args.video.name}: {clip.num_seconds} s at {clip.fps:.2f} fps, "
+        f"{clip.width}x{clip.height}, audio heard: {pred.audio_label}"
+    )
+    for entry in summary["seconds"]:
+        print(f"  second {int(entry['time']):3d}: {100 * entry['area']:5.1f}% segmented")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Pictures and videos of a prediction: mask overlays, heat maps, token maps, overlay videos.
+
+numpy + OpenCV + matplotlib colormaps only. Images are (H, W, 3) uint8 RGB; sizes are (W, H).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import matplotlib
+import numpy as np
+
+from selm.audio import SAMPLE_RATE
+from selm.media import atomic_path, iter_video_frames
+
+MASK_COLOR = (255, 64, 64)  # binary masks
+TOKEN_COLORS = np.array(matplotlib.colormaps["tab10"].colors[:10]) * 255  # (10, 3) CLEVER tokens
+
+
+def label_palette(num: int = 256) -> np.ndarray:
+    """(num, 3) uint8: the PASCAL VOC bit-shift palette (AVSS's label colours; 0 is black)."""
+    palette = np.zeros((num, 3), dtype=np.uint8)
+    for label in range(num):
+        code, bit = label, 7
+        while code:
+            for channel in range(3):
+                palette[label, channel] |= ((code >> channel) & 1) << bit
+            code >>= 3
+            bit -= 1
+    return palette
+
+
+def overlay(
+    frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5, colors: Sequence | None = None
+) -> np.ndarray:
+    """Blend a mask onto a frame and outline it -> (H, W, 3) uint8.
+
+    mask (H, W): bool (binary: one colour, `colors[0]` or MASK_COLOR) or integer labels
+    (label l gets `colors[l]`, default `label_palette()`; 0 stays transparent). The outline is
+    drawn on the mask's own border pixels, so pixels outside the mask never change.
+    """
+    frame = np.asarray(frame)
+    mask = np.asarray(mask)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    if mask.shape != frame.shape[:2]:
+        raise ValueError(f"mask {mask.shape} does not match the frame {frame.shape[:2]}")
+    if mask.dtype == bool:
+        labels = mask.astype(np.int64)
+        palette = np.array([(0, 0, 0), colors[0] if colors is not None else MASK_COLOR])
+    elif np.issubdtype(mask.dtype, np.integer):
+        labels = mask.astype(np.int64)
+        palette = np.asarray(colors if colors is not None else label_palette(), dtype=np.float64)
+        if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(palette):
+            raise ValueError(f"mask labels must lie in [0, {len(palette) - 1}]")
+    else:
+        raise ValueError(f"mask must be bool or integer labels, got {mask.dtype}: threshold it")
+    out = frame.astype(np.float64)
+    thickness = max(1, round(max(frame.shape[:2]) / 300))
+    for label in np.unique(labels[labels > 0]):
+        region = labels == label
+        color = np.asarray(palette[label], dtype=np.float64)
+        out[region] = (1 - alpha) * out[region] + alpha * color
+        outline = np.zeros(region.shape, np.uint8)
+        contours, _ = cv2.findContours(
+            region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
+        )
+        cv2.drawContours(outline, contours, -1, 1, 2 * thickness - 1)
+        out[(outline > 0) & region] = color  # the inner half of the stroke only
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
+    if size is None or tuple(size) == (image.shape[1], image.shape[0]):
+        return image
+    flag = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(image, (int(size[0]), int(size[1])), interpolation=flag)
+
+
+def colorize(
+    map2d: np.ndarray,
+    size: tuple[int, int] | None = None,
+    cmap: str = "inferno",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """A 2-D map (h, w) -> (H, W, 3) uint8 through a matplotlib colormap.
+
+    Values are scaled from [vmin, vmax] (default: the map's range) to [0, 1] and resized
+    bilinearly to size = (W, H). A constant map gets the colormap's lowest colour.
+    """
+    values = np.asarray(map2d, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"colorize expects a 2-D map, got shape {values.shape}")
+    finite = values[np.isfinite(values)]
+    low = float(vmin if vmin is not None else (finite.min() if finite.size else 0.0))
+    high = float(vmax if vmax is not None else (finite.max() if finite.size else 0.0))
+    span = high - low
+    scaled = (values - low) / span if span > 0 else np.zeros_like(values)
+    scaled = np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0).astype(np.float32)
+    scaled = _resize(scaled, size)
+    return matplotlib.colormaps[cmap](scaled, bytes=True)[..., :3].copy()
+
+
+def hit_map_image(hit: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """CLEVER token assignment (K, h, w) -> (H, W, 3) uint8, one colour per token (argmax)."""
+    hit = np.asarray(hit)
+    if hit.ndim != 3:
+        raise ValueError(f"hit map must be (K, h, w), got shape {hit.shape}")
+    colors = np.array([TOKEN_COLORS[k % len(TOKEN_COLORS)] for k in range(hit.shape[0])])
+    image = colors[hit.argmax(0)].astype(np.uint8)  # (h, w, 3)
+    return _resize(image, size, nearest=True)
+
+
+def panel(images: Sequence[np.ndarray], labels: Sequence[str], gap: int = 4) -> np.ndarray:
+    """A row of images at the first one's height, each with its label above -> uint8 RGB."""
+    if len(images) != len(labels) or not images:
+        raise ValueError(f"panel needs one label per image, got {len(images)} and {len(labels)}")
+    height = images[0].shape[0]
+    strip = 22
+    tiles = []
+    for image, label in zip(images, labels):
+        width = max(1, round(image.shape[1] * height / image.shape[0]))
+        tile = np.full((strip + height, width, 3), 255, np.uint8)
+        tile[strip:] = _resize(np.asarray(image, np.uint8), (width, height))
+        cv2.putText(
+            tile, str(label), (3, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
+        tiles.append(tile)
+        tiles.append(np.full((strip + height, gap, 3), 255, np.uint8))
+    return np.concatenate(tiles[:-1], axis=1)
+
+
+class MediaWriter:
+    """Encodes RGB frames and/or a waveform into an open output container (see `open_writer`)."""
+
+    def __init__(
+        self,
+        container,
+        *,
+        size,
+        fps,
+        sample_rate,
+        channels,
+        video_codec,
+        audio_codec,
+        pix_fmt,
+        rotation,
+    ) -> None:
+        self.container = container
+        self.video = self.audio = None
+        self.frames_written = self.samples_written = 0
+        if size is not None:
+            width, height = int(size[0]), int(size[1])
+            if pix_fmt.endswith("420p"):  # chroma at half resolution needs even sides
+                width, height = width + width % 2, height + height % 2
+            rate = Fraction(fps).limit_denominator(1001)
+            self.video = container.add_stream(video_codec, rate=rate)
+            self.video.width, self.video.height, self.video.pix_fmt = width, height, pix_fmt
+            if video_codec == "libx264":
+                self.video.options = {"crf": "20", "preset": "veryfast"}
+            if rotation:
+                self.video.set_display_rotation(rotation)
+        if sample_rate is not None:
+            self.audio = container.add_stream(audio_codec, rate=int(sample_rate))
+            self.audio.layout = "mono" if channels == 1 else "stereo"
+
+    def write_frame(self, rgb: np.ndarray) -> None:
+        """(H, W, 3) uint8 -> the next frame; odd sides are padded with the edge pixels."""
+        pad_h, pad_w = self.video.height - rgb.shape[0], self.video.width - rgb.shape[1]
+        if pad_h or pad_w:
+            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = self.frames_written
+        self.frames_written += 1
+        self.container.mux(self.video.encode(frame))
+
+    def write_audio(self, waveform: np.ndarray) -> None:
+        """(S,) or (C, S) float samples in [-1, 1] appended to the audio stream."""
+        wave = np.atleast_2d(np.asarray(waveform, dtype=np.float32))
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(np.clip(wave, -1, 1)), format="fltp", layout=self.audio.layout
+        )
+        frame.sample_rate = self.audio.rate
+        frame.pts = self.samples_written
+        frame.time_base = Fraction(1, self.audio.rate)
+        self.samples_written += wave.shape[1]
+        self.container.mux(self.audio.encode(frame))
+
+    def flush(self) -> None:
+        for stream in (self.video, self.audio):
+            if stream is not None:
+                self.container.mux(stream.encode(None))
+
+
+@contextmanager
+def open_writer(
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    fps: float | Fraction | None = None,
+    sample_rate: int | None = None,
+    channels: int = 1,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+) -> Iterator[MediaWriter]:
+    """A `MediaWriter` for `path` (format from its suffix): a video stream when size = (W, H)
+    and fps are given, an audio stream when sample_rate is. The file appears only when the
+    block ends without an error (temp file beside it + os.replace)."""
+    if (size is None) != (fps is None) or (size is None and sample_rate is None):
+        raise ValueError("open_writer needs size and fps (video) and/or sample_rate (audio)")
+    with atomic_path(path) as tmp:
+        options = {"movflags": "+faststart"} if tmp.suffix.lower() in (".mp4", ".mov") else {}
+        container = av.open(str(tmp), "w", options=options)
+        try:
+            writer = MediaWriter(
+                container,
+                size=size,
+                fps=fps,
+                sample_rate=sample_rate,
+                channels=channels,
+                video_codec=video_codec,
+                audio_codec=audio_codec,
+                pix_fmt=pix_fmt,
+                rotation=rotation,
+            )
+            yield writer
+            writer.flush()
+        finally:
+            container.close()
+
+
+def write_overlay_video(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> Path:
+    """Re-decode `pred.source` at its own frame rate, overlay on each frame the mask of the
+    second it falls in, and write H.264 (yuv420p) + the audio the model heard (AAC) -> path."""
+    masks = pred.masks(threshold)  # (T, H, W)
+    height, width = masks.shape[1:]
+    last = len(masks) - 1
+    with open_writer(out_path, size=(width, height), fps=pred.fps, sample_rate=SAMPLE_RATE) as out:
+        out.write_audio(pred.waveform)
+        for time, frame in iter_video_frames(pred.source):
+            mask = masks[min(max(math.floor(time), 0), last)]
+            if frame.shape[:2] != mask.shape:
+                mask = _resize(mask.astype(np.uint8), (frame.shape[1], frame.shape[0]), True)
+                mask = mask.astype(masks.dtype)
+            out.write_frame(overlay(frame, mask))
+    return Path(out_path)

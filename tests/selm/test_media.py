@@ -1,0 +1,250 @@
+import math
+import os
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import soundfile
+
+from selm.media import (
+    FRAME_OFFSET,
+    MediaError,
+    frame_times,
+    iter_video_frames,
+    read_audio,
+    read_video,
+    white_noise,
+    write_wav,
+)
+from selm.render import open_writer
+
+
+def coded_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A frame whose top-right patch encodes `index` in R and G; a square moves below it."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = 16 * (index % 16) + 8
+    image[..., 1] = 16 * (index // 16) + 8
+    image[..., 2] = 128
+    x = (3 * index) % (width - 8)
+    image[height - 10 : height - 2, x : x + 8] = 255
+    return image
+
+
+def decode_index(image: np.ndarray) -> int:
+    red, green = image[2:8, -8:-2, 0].mean(), image[2:8, -8:-2, 1].mean()
+    return round((red - 8) / 16) + 16 * round((green - 8) / 16)
+
+
+def sine(freq: float, seconds: float, rate: int, channels: int = 2) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return np.stack([0.5 * np.sin(2 * np.pi * freq * t)] * channels)
+
+
+def peak_hz(wave: np.ndarray, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum) * rate / len(wave))
+
+
+def make_video(
+    path,
+    *,
+    fps,
+    count,
+    size,
+    codec="libx264",
+    pix_fmt="yuv444p",
+    audio=None,
+    rate=44100,
+    freq=440.0,
+):
+    with open_writer(
+        path,
+        size=size,
+        fps=fps,
+        sample_rate=rate if audio else None,
+        channels=2,
+        video_codec=codec,
+        audio_codec=audio or "aac",
+        pix_fmt=pix_fmt,
+    ) as out:
+        if audio:
+            out.write_audio(sine(freq, count / fps, rate))
+        for index in range(count):
+            out.write_frame(coded_frame(index, *size))
+    return path
+
+
+FORMATS = [  # suffix, video codec, pixel format, audio codec, rate, fps, frames, (W, H), sine Hz
+    (".mp4", "libx264", "yuv444p", "aac", 44100, Fraction(7), 20, (161, 97), 440.0),
+    (
+        ".webm",
+        "libvpx-vp9",
+        "yuv420p",
+        "libopus",
+        48000,
+        Fraction(30000, 1001),
+        69,
+        (160, 96),
+        1000.0,
+    ),
+    (".mkv", "ffv1", "yuv444p", "flac", 22050, Fraction(8), 23, (161, 97), 700.0),
+    (".avi", "mpeg4", "yuv420p", "pcm_s16le", 16000, Fraction(7), 14, (160, 96), 440.0),
+    (".mov", "libx264", "yuv420p", None, 0, Fraction(30000, 1001), 60, (160, 96), 0.0),
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=[f[0] for f in FORMATS])
+def test_read_video_samples_the_frame_at_14_16_of_each_second(tmp_path, fmt):
+    suffix, codec, pix_fmt, audio, rate, fps, count, size, freq = fmt
+    path = make_video(
+        tmp_path / f"clip{suffix}",
+        fps=fps,
+        count=count,
+        size=size,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        audio=audio,
+        rate=rate,
+        freq=freq,
+    )
+    clip = read_video(path)
+    duration = count / fps
+    seconds = math.ceil(duration - 0.05)  # 60 frames at 29.97 fps (2.002 s) are 2 seconds
+    assert clip.frames.shape == (seconds, size[1], size[0], 3) and clip.frames.dtype == np.uint8
+    assert (clip.width, clip.height) == size
+    np.testing.assert_allclose(clip.times, np.arange(seconds) + 14 / 16)
+    assert clip.duration == pytest.approx(float(duration), abs=1e-3)
+    assert clip.fps == pytest.approx(float(fps))
+    # frame k is shown from k / fps on: the sample of second i is frame floor((i + 14/16) fps),
+    # or the last frame when that instant lies past the end
+    expected = [min(math.floor((i + Fraction(14, 16)) * fps), count - 1) for i in range(seconds)]
+    assert [decode_index(f) for f in clip.frames] == expected
+    assert clip.has_audio == bool(audio)
+    if audio:
+        assert clip.waveform.dtype == np.float32 and clip.waveform.ndim == 1
+        assert len(clip.waveform) / 16000 == pytest.approx(float(duration), abs=0.08)
+        assert peak_hz(clip.waveform) == pytest.approx(freq, abs=3.0)
+
+
+def test_frame_times_and_a_two_second_clip(tmp_path):
+    assert FRAME_OFFSET == 14 / 16
+    np.testing.assert_array_equal(frame_times(3), [0.875, 1.875, 2.875])
+    clip = read_video(make_video(tmp_path / "two.mp4", fps=16, count=32, size=(48, 32)))
+    assert len(clip.frames) == 2 and clip.num_seconds == 2
+    assert [decode_index(f) for f in clip.frames] == [14, 30]  # the 15th of 16 sub-samples
+
+
+def test_rotation_matches_ffmpeg_autorotate(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    image = np.zeros((24, 40, 3), np.uint8)
+    image[:, :20, 0] = 255
+    image[:12, 20:, 1] = 255
+    path = tmp_path / "rotated.mp4"
+    with open_writer(path, size=(40, 24), fps=5, pix_fmt="yuv444p", rotation=90) as out:
+        for _ in range(5):
+            out.write_frame(image)
+    _, ours = next(iter_video_frames(path))
+    raw = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert ours.shape == (40, 24, 3)
+    reference = np.frombuffer(raw, np.uint8).reshape(ours.shape)
+    assert np.abs(reference.astype(int) - ours).max() <= 3
+    assert read_video(path).frames.shape == (1, 40, 24, 3)
+
+
+@pytest.mark.parametrize(
+    "suffix,codec,rate",
+    [
+        (".mp3", "libmp3lame", 44100),
+        (".m4a", "aac", 44100),
+        (".ogg", "libopus", 48000),
+        (".flac", "flac", 22050),
+    ],
+)
+def test_read_audio_files(tmp_path, suffix, codec, rate):
+    path = tmp_path / f"tone{suffix}"
+    with open_writer(path, sample_rate=rate, channels=2, audio_codec=codec) as out:
+        out.write_audio(sine(880.0, 1.5, rate))
+    wave = read_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert len(wave) / 16000 == pytest.approx(1.5, abs=0.08)
+    assert peak_hz(wave) == pytest.approx(880.0, abs=3.0)
+
+
+def test_read_audio_wav_is_the_channel_mean_at_16k(tmp_path):
+    t = np.arange(44100) / 44100
+    left, right = 0.5 * np.sin(2 * np.pi * 300 * t), 0.1 * np.sin(2 * np.pi * 300 * t)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], 1), 44100, subtype="FLOAT")
+    wave = read_audio(path)
+    assert len(wave) == 16000
+    assert np.abs(wave[1000:-1000]).max() == pytest.approx(0.3, abs=0.005)  # (0.5 + 0.1) / 2
+    assert peak_hz(wave) == pytest.approx(300.0, abs=2.0)
+
+
+def test_write_wav_is_atomic_and_round_trips(tmp_path):
+    wave = white_noise(8000, seed=3)
+    target = write_wav(tmp_path / "sub" / "noise.wav", wave, 16000)
+    data, rate = soundfile.read(target, dtype="float32")
+    assert rate == 16000 and np.abs(data - wave).max() < 1e-4  # 16-bit PCM
+    assert os.listdir(tmp_path / "sub") == ["noise.wav"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+    np.testing.assert_array_equal(read_audio(target), data)
+
+
+def test_white_noise_is_seeded_with_the_requested_level():
+    a, b = white_noise(32000, seed=1), white_noise(32000, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, white_noise(32000, seed=2))
+    assert a.dtype == np.float32 and a.std() == pytest.approx(0.1, rel=0.03)
+    assert abs(a.mean()) < 0.005
+
+
+def test_user_errors_are_clear(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    with pytest.raises(MediaError, match="not a readable media file"):
+        read_video(text)
+    with pytest.raises(MediaError, match="not a readable media file"):
+        read_audio(text)
+    with pytest.raises(MediaError, match="no such file"):
+        read_video(tmp_path / "missing.mp4")
+    tone = tmp_path / "tone.m4a"
+    with open_writer(tone, sample_rate=16000) as out:
+        out.write_audio(np.zeros(16000))
+    with pytest.raises(MediaError, match="no video stream"):
+        read_video(tone)
+    silent_video = make_video(tmp_path / "v.mp4", fps=7, count=14, size=(32, 32))
+    with pytest.raises(MediaError, match="no audio stream"):
+        read_audio(silent_video)
+    no_frames = tmp_path / "noframes.mkv"
+    with open_writer(no_frames, size=(32, 32), fps=5, sample_rate=16000, video_codec="ffv1") as out:
+        out.write_audio(np.zeros(16000))  # a video stream without a single frame
+    with pytest.raises(MediaError, match="no decodable frame"):
+        read_video(no_frames)
+
+
+def test_max_seconds(tmp_path):
+    path = make_video(tmp_path / "long.mkv", fps=8, count=40, size=(32, 32), codec="ffv1")
+    with pytest.raises(MediaError, match=r"lasts 5\.0 s, longer than the limit of 4 s"):
+        read_video(path, max_seconds=4)
+    assert read_video(path, max_seconds=5).num_seconds == 5
