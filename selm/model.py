@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selm.bcsm import BCSM
+from selm.bcsm import BCSM, channel_norm
 from selm.clever import CleverDecoder
 from selm.config import SelMConfig, get_config
 from selm.encoder import AudioVisualEncoder
@@ -22,11 +22,6 @@ class SelMOutput:
     hit_maps: list[torch.Tensor]  # 3 x (B, T, K, h, w): CLEVER token assignment, coarse to fine
     dam_maps: list[torch.Tensor] | None  # 4 x (B, T, h_s, w_s): DAM's V2A attention over pixels
     bcsm: list[dict[str, torch.Tensor | None]]  # per level: norm_before/after (B,T,h,w), gates (B,T,D)
-
-
-def channel_norm(x: torch.Tensor) -> torch.Tensor:
-    """(..., D, h, w) -> (..., h, w): the L2 norm over channels, the BCSM heat map."""
-    return x.detach().float().norm(dim=-3)
 
 
 class SelM(nn.Module):
