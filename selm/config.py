@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from selm.official_presets import OFFICIAL_PRESETS
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "vggish": ("official", "slim"),
     "fusion": ("dam", "add", "concat", "none"),
@@ -129,6 +131,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         mask_upsample_steps=2,
     ),
 }
+_PRESETS.update(OFFICIAL_PRESETS)  # selm_{r50,pvt_b5}_official_{s4,ms3,avss}: the released models
 
 
 def preset_names() -> list[str]:

@@ -78,6 +78,8 @@ class SelM(nn.Module):
         logits, hit_maps = self.decoder(feats, tokens[:, None], valid)
         if self.config.output_size is None and logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True)
+        if mask is not None:  # padded frames come out exactly 0, as released (AVSS counts them)
+            logits = logits * mask.view(-1, 1, 1, 1).to(logits.dtype)
         return SelMOutput(
             logits=logits.unflatten(0, (b, t)),
             hit_maps=[m.unflatten(0, (b, t)) for m in hit_maps],

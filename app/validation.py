@@ -1,0 +1,145 @@
+"""Checks on what a user hands the demo, before any model runs.
+
+Every check raises `DemoError` with a message that says what was wrong and what to do; the UI
+shows that message as it is. Probing reads container headers (and, where a container does not
+state its duration, its packet timestamps), never whole decoded videos.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+MIN_SECONDS = 1.0  # one frame a second, taken at i + 14/16 s: a clip needs one whole second
+
+
+class DemoError(ValueError):
+    """Bad input a user can fix; the message is shown in the UI as it is."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the demo accepts: clip length in seconds and frame size in pixels (W x H)."""
+
+    max_seconds: float = 60.0
+    max_pixels: int = 1920 * 1080
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A probed video: duration in seconds, frame size, frame rate, and whether it has sound."""
+
+    path: Path
+    duration: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+
+
+def _name(path: str | os.PathLike) -> str:
+    return Path(path).name
+
+
+def _open(path: str | os.PathLike, what: str):
+    """av.open with a user-facing error; `what` says which input it is ("video", "audio file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise DemoError(f"The {what} {path.name!r} does not exist any more; upload it again.")
+    if path.stat().st_size == 0:
+        raise DemoError(f"The {what} {path.name!r} is empty (0 bytes); upload another file.")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError, OSError) as err:
+        raise DemoError(
+            f"{path.name!r} is not a {what} the demo can read ({type(err).__name__}: {err}). "
+            "Upload a common format: mp4, webm, mov or mkv for videos; wav, mp3, flac or ogg "
+            "for audio."
+        ) from err
+
+
+def _stream_seconds(container, stream) -> float:
+    """Duration of `stream` in seconds: from the headers, else from the last packet's end."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    end = 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                span = (packet.pts + (packet.duration or 0)) * packet.time_base
+                end = max(end, float(span))
+    except av.FFmpegError:
+        pass  # a truncated file: keep what was readable
+    return end
+
+
+def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
+    """Check a video against `limits`; DemoError says what is wrong with it."""
+    if path is None or str(path) == "":
+        raise DemoError("No video yet: upload a video or pick one of the examples first.")
+    with _open(path, "video") as container:
+        if not container.streams.video:
+            kind = "an audio file" if container.streams.audio else "not a video"
+            raise DemoError(
+                f"{_name(path)!r} has no video stream ({kind}). Upload a video; to use a sound "
+                "file, choose 'uploaded audio file' as the audio instead."
+            )
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate or 0
+        has_audio = bool(container.streams.audio)
+        duration = _stream_seconds(container, stream)
+    if width <= 0 or height <= 0:
+        raise DemoError(f"{_name(path)!r} has no decodable frames; upload another video.")
+    if width * height > limits.max_pixels:
+        raise DemoError(
+            f"{_name(path)!r} is {width}x{height} ({width * height / 1e6:.1f} MP); the demo takes "
+            f"frames up to {limits.max_pixels / 1e6:.1f} MP (e.g. 1920x1080). Downscale it first, "
+            "e.g. `ffmpeg -i in.mp4 -vf scale=-2:720 out.mp4`."
+        )
+    if not math.isfinite(duration) or duration < MIN_SECONDS:
+        raise DemoError(
+            f"{_name(path)!r} lasts {duration:.2f} s (zero-length or a single frame); the model "
+            f"looks at one frame per second, so a clip needs at least {MIN_SECONDS:.0f} s."
+        )
+    if duration > limits.max_seconds + 0.5:  # half a second of slack for container rounding
+        raise DemoError(
+            f"{_name(path)!r} lasts {duration:.1f} s; this demo runs clips up to "
+            f"{limits.max_seconds:.0f} s. Trim it (e.g. `ffmpeg -i in.mp4 -t "
+            f"{limits.max_seconds:.0f} out.mp4`) or start the app with a larger --max-seconds."
+        )
+    return VideoInfo(
+        path=Path(path), duration=duration, width=width, height=height, fps=float(rate),
+        has_audio=has_audio,
+    )
+
+
+def check_audio_file(path: str | os.PathLike | None) -> Path:
+    """Check that an uploaded audio file (or a video's audio track) decodes; return its path."""
+    if path is None or str(path) == "":
+        raise DemoError(
+            "You chose 'uploaded audio file' but no audio file is uploaded: upload one, or "
+            "choose another audio source."
+        )
+    with _open(path, "audio file") as container:
+        if not container.streams.audio:
+            raise DemoError(
+                f"{_name(path)!r} has no audio track; upload a file with sound (wav, mp3, flac, "
+                "ogg, or a video with an audio track)."
+            )
+        try:
+            decoded = next(container.decode(container.streams.audio[0]), None)
+        except av.FFmpegError as err:
+            raise DemoError(
+                f"The audio in {_name(path)!r} cannot be decoded ({err}); the file may be "
+                "truncated or use an unusual codec. Convert it to wav and upload it again."
+            ) from err
+    if decoded is None:
+        raise DemoError(f"{_name(path)!r} holds no audio samples; upload a file with sound.")
+    return Path(path)

@@ -1,0 +1,141 @@
+"""Forward-time benchmark of SelM presets: full model, backbone alone, the 24 Mamba blocks.
+
+Prints a table and writes JSON. One 5-frame clip at 224 (log-mel audio through VGGish), eval mode.
+    python benchmarks/bench_model.py --device cpu --out bench_cpu.json
+    python benchmarks/bench_model.py --device cuda --dtypes float32 bfloat16 --out bench_cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from selm import build_selm  # noqa: E402
+from selm import ssm  # noqa: E402
+from selm.bcsm import MambaStack  # noqa: E402
+
+PRESETS = {
+    "selm_tiny": {},
+    "selm_r50": {},
+    # the paper's input size; the release's PVT runs at 448
+    "selm_pvt_b5": dict(input_size=224, output_size=None, mask_upsample_steps=2),
+}
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: str, iters: int, warmup: int) -> float:
+    """Median milliseconds of `fn()`."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
+    model = build_selm(name, **overrides).to(device).eval()
+    size, t = model.config.input_size, 5
+    frames = torch.randn(1, t, 3, size, size, device=device)
+    audio = torch.randn(1, t, 1, 96, 64, device=device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    saved_flag = ssm.HAS_MAMBA_KERNEL
+    ssm.HAS_MAMBA_KERNEL = saved_flag and kernel
+
+    # capture the inputs of the 8 Mamba stacks (4 levels x video/audio x 3 blocks = 24 blocks)
+    captured = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: captured.append((mod, args)))
+        for m in model.modules()
+        if isinstance(m, MambaStack)
+    ]
+    with torch.inference_mode(), autocast:
+        model(frames, audio)
+    for h in hooks:
+        h.remove()
+    blocks = sum(len(getattr(mod, "layers", [])) for mod, _ in captured)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode(), autocast:
+        full = _time(lambda: model(frames, audio), device, iters, warmup)
+        flat = frames.flatten(0, 1)
+
+        def backbone_only():
+            x = model.encoder.backbone.stem(flat)
+            for s in range(4):
+                x = model.encoder.backbone.stage(s, x)
+
+        backbone = _time(backbone_only, device, iters, warmup)
+        mamba = _time(lambda: [mod(*args) for mod, args in captured], device, iters, warmup)
+    ssm.HAS_MAMBA_KERNEL = saved_flag
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return dict(
+        preset=name, input_size=size, frames=t, device=device, dtype=dtype,
+        scan="mamba_ssm kernel" if (kernel and saved_flag and device == "cuda") else "pure PyTorch",
+        full_ms=full, backbone_ms=backbone, mamba_blocks=blocks, mamba_ms=mamba,
+        full_over_backbone=full / backbone, peak_mib=peak,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS))
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    p.add_argument("--iters", type=int, default=None, help="timed runs (default 20 cuda, 3 cpu)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--both-scans", action="store_true", help="also time the pure scan on CUDA")
+    p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = p.parse_args(argv)
+    iters = args.iters or (20 if args.device == "cuda" else 3)
+    warmup = args.warmup if args.warmup is not None else (5 if args.device == "cuda" else 1)
+    kernels = [True, False] if (args.device == "cuda" and args.both_scans) else [True]
+    rows = []
+    head = f"{'preset':12} {'dtype':9} {'scan':17} {'full ms':>9} {'backbone':>9} {'ratio':>6} " \
+           f"{'24 Mamba':>9} {'peak MiB':>9}"
+    print(head + "\n" + "-" * len(head))
+    for name in args.presets:
+        for dtype in args.dtypes:
+            for kernel in kernels:
+                r = bench_preset(name, PRESETS.get(name, {}), args.device, dtype, iters, warmup, kernel)
+                rows.append(r)
+                print(f"{name:12} {dtype:9} {r['scan']:17} {r['full_ms']:9.2f} {r['backbone_ms']:9.2f} "
+                      f"{r['full_over_backbone']:6.2f} {r['mamba_ms']:9.2f} {r['peak_mib']:9.0f}",
+                      flush=True)
+    meta = dict(
+        machine=torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
+        or platform.machine(),
+        threads=torch.get_num_threads(), torch=torch.__version__, iters=iters, warmup=warmup,
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+    print(json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""app.handlers: runs, the illusion probe, comparisons and redraws, on a fake and a real SelM."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import soundfile
+
+from app import handlers
+from app.handlers import AudioRequest
+from app.validation import DemoError, Limits
+from selm.predictor import Predictor
+
+LIMITS = Limits(max_seconds=60)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def run(predictor, video, audio=None, **kw):
+    kw = {"limits": LIMITS, "max_side": 480, **kw}
+    return handlers.run_model(predictor, video, audio or AudioRequest(), **kw)
+
+
+def test_run_segments_what_sounds(fake_predictor, media_dir, kit):
+    pred = run(fake_predictor, media_dir / "tone.mp4")
+    assert pred.frames.shape == (3, kit.height, kit.width, 3)
+    np.testing.assert_allclose(pred.times, [0.875, 1.875, 2.875])
+    assert pred.audio_label == "original"
+    for threshold in (0.5, 0.95):  # the grey box (p ~ 0.85) is in at 0.5, out at 0.95
+        masks = pred.masks(threshold)
+        assert all(iou(m, kit.reference_masks(threshold)) > 0.9 for m in masks)
+
+
+@pytest.mark.parametrize("kind, sounds", [("mute", False), ("noise", True)])
+def test_run_with_muted_or_noise_audio(fake_predictor, media_dir, kind, sounds):
+    pred = run(fake_predictor, media_dir / "tone.mp4", AudioRequest(kind))
+    assert pred.audio_label == kind
+    assert pred.masks(0.5).any() == sounds
+    if kind == "mute":
+        assert not pred.waveform.any()
+
+
+def test_run_with_uploaded_audio_and_example_audio(fake_predictor, media_dir, tmp_path):
+    tone = np.sin(2 * np.pi * 300 * np.arange(16000 * 3) / 16000).astype(np.float32) * 0.2
+    soundfile.write(tmp_path / "voice.wav", tone, 16000)
+    pred = run(fake_predictor, media_dir / "silent.mp4",
+               AudioRequest("upload", upload=str(tmp_path / "voice.wav")))
+    assert pred.audio_label == "voice.wav"
+    np.testing.assert_allclose(pred.waveform, tone, atol=1e-4)  # the file, as heard
+    assert pred.masks(0.5).all(axis=(1, 2)).sum() == 0 and pred.masks(0.5).any()
+    pred = run(fake_predictor, media_dir / "silent.mp4",
+               AudioRequest("example", example=str(media_dir / "tone.mp4")))
+    assert pred.audio_label == "tone.mp4" and pred.masks(0.5).any()
+    # a silent clip with its own (silent) audio: nothing sounds
+    assert not run(fake_predictor, media_dir / "silent.mp4").masks(0.5).any()
+
+
+def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit):
+    seen = []
+    pred = run(fake_predictor, media_dir / "seven_seconds.mp4",
+               progress=lambda f, m: seen.append((f, m)))
+    assert len(pred.frames) == 7 and fake_predictor.model.calls == 2  # windows of 5 seconds
+    assert [f for f, _ in seen] == [0.5, 1.0]
+    assert all(iou(m, kit.reference_masks(0.5)) > 0.9 for m in pred.masks(0.5))
+
+
+def test_display_copy_shrinks_frames_and_probs(fake_predictor, media_dir, kit):
+    pred = run(fake_predictor, media_dir / "tone.mp4", max_side=48)
+    assert pred.frames.shape == (3, 32, 48, 3) and pred.probs.shape == (3, 1, 32, 48)
+    small_ref = kit.reference_masks(0.5)[::2, ::2]
+    assert all(iou(m, small_ref) > 0.85 for m in pred.masks(0.5))
+
+
+def test_show_run_writes_video_audio_maps_and_plot(fake_predictor, media_dir, tmp_path, kit):
+    pred = run(fake_predictor, media_dir / "tone.mp4")
+    view = handlers.show_run(pred, threshold=0.5, frame=1, level=0, workdir=tmp_path)
+    with av.open(str(view.video)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (kit.width, kit.height)
+        assert container.streams.audio
+        assert sum(1 for _ in container.decode(stream)) == 24  # 3 s at 8 fps
+    wave, rate = soundfile.read(view.audio)
+    assert rate == 16000 and len(wave) == 3 * 16000
+    np.testing.assert_allclose(wave, pred.waveform, atol=1 / 32767)
+    captions = [c for _, c in view.maps]
+    assert len(view.maps) == 8 and captions[0].startswith("frame, second 1")
+    assert sum("CLEVER layer" in c for c in captions) == 3
+    assert any("DAM" in c for c in captions) and sum("BCSM" in c for c in captions) == 2
+    expected = kit.reference_masks(0.5).mean()
+    np.testing.assert_allclose(view.plot.data[0].y, expected, atol=0.02)
+    assert view.num_frames == 3 and "original" in view.summary
+
+
+def test_redraw_uses_the_stored_prediction_not_the_model(fake_predictor, media_dir, tmp_path, kit):
+    pred = run(fake_predictor, media_dir / "tone.mp4")
+    calls = fake_predictor.model.calls
+    low = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
+    high = handlers.show_run(pred, threshold=0.95, frame=0, level=0, workdir=tmp_path)
+    assert fake_predictor.model.calls == calls
+    np.testing.assert_allclose(low.plot.data[0].y, kit.reference_masks(0.5).mean(), atol=0.02)
+    np.testing.assert_allclose(high.plot.data[0].y, kit.reference_masks(0.95).mean(), atol=0.02)
+
+
+@pytest.mark.parametrize("listens", [True, False])
+def test_illusion_probe(media_dir, tmp_path, listens, kit):
+    predictor = Predictor(kit.FakeSelM(listens=listens))
+    with_audio, muted = handlers.probe_illusion(predictor, media_dir / "tone.mp4",
+                                                limits=LIMITS, max_side=480)
+    assert with_audio.audio_label == "original" and muted.audio_label == "mute"
+    view = handlers.show_illusion(with_audio, muted, threshold=0.5, workdir=tmp_path)
+    expected = 0.0 if listens else kit.reference_masks(0.5).mean()
+    np.testing.assert_allclose(view.scores, expected, atol=0.02)
+    assert f"Illusion score {view.scores.mean():.3f}" in view.summary
+    assert view.video_audio.is_file() and view.video_muted.is_file()
+
+
+def test_illusion_probe_needs_an_audio_track(fake_predictor, media_dir):
+    with pytest.raises(DemoError, match="no audio track"):
+        handlers.probe_illusion(fake_predictor, media_dir / "no_audio.mp4", limits=LIMITS,
+                                max_side=480)
+
+
+def test_compare_two_checkpoints(media_dir, tmp_path, kit):
+    listening, deaf = Predictor(kit.FakeSelM()), Predictor(kit.FakeSelM(listens=False))
+    a, b = handlers.compare_checkpoints([("listens", listening), ("deaf", deaf)],
+                                        media_dir / "tone.mp4", AudioRequest("mute"),
+                                        limits=LIMITS, max_side=480)
+    view = handlers.show_compare(a, b, ("listens", "deaf"), threshold=0.5, workdir=tmp_path)
+    area_a, area_b, agreement = (np.asarray(trace.y) for trace in view.plot.data)
+    np.testing.assert_allclose(area_a, 0.0)
+    np.testing.assert_allclose(area_b, kit.reference_masks(0.5).mean(), atol=0.02)
+    np.testing.assert_allclose(agreement, 0.0)  # one mask empty, the other not: IoU 0
+    assert view.video_a.is_file() and view.video_b.is_file() and "mute" in view.summary
+
+
+def test_mask_iou_by_hand():
+    a = np.zeros((3, 2, 2), bool)
+    b = np.zeros((3, 2, 2), bool)
+    a[0, 0] = True  # 2 pixels
+    b[0, :, 0] = True  # 2 pixels, 1 shared -> 1 / 3
+    a[1, 0, 0] = b[1, 0, 0] = True  # identical -> 1; frame 2 both empty -> 1
+    np.testing.assert_allclose(handlers.mask_iou(a, b), [1 / 3, 1.0, 1.0])
+
+
+def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, tmp_path, kit):
+    predictor = Predictor.from_pretrained(tiny_checkpoints[0])
+    pred = run(predictor, media_dir / "tone.mp4")
+    assert pred.probs.shape == (3, 1, kit.height, kit.width)
+    assert np.isfinite(pred.probs).all() and (pred.probs >= 0).all() and (pred.probs <= 1).all()
+    assert len(pred.hit_maps) == 3 and len(pred.dam_maps) == 4 and len(pred.bcsm) == 4
+    view = handlers.show_run(pred, threshold=0.5, frame=2, level=3, workdir=tmp_path)
+    assert len(view.maps) == 8
+    assert all(image.shape == (kit.height, kit.width, 3) for image, _ in view.maps)
+
+
+# ---- bad input: every case gets a DemoError whose message says what to do ----
+
+def test_no_video(fake_predictor):
+    with pytest.raises(DemoError, match="upload a video or pick one of the examples"):
+        run(fake_predictor, None)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "empty"),
+    (b"this is a text file, not a video\n" * 20, "not a video the demo can read"),
+])
+def test_non_media_upload(fake_predictor, tmp_path, content, match):
+    path = tmp_path / "notes.mp4"
+    path.write_bytes(content)
+    with pytest.raises(DemoError, match=match):
+        run(fake_predictor, path)
+
+
+def test_audio_file_given_as_video(fake_predictor, tmp_path):
+    soundfile.write(tmp_path / "sound.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(DemoError, match="has no video stream"):
+        run(fake_predictor, tmp_path / "sound.wav")
+
+
+def test_video_without_audio_track(fake_predictor, media_dir):
+    with pytest.raises(DemoError, match="no audio track.*'muted', 'white noise'"):
+        run(fake_predictor, media_dir / "no_audio.mp4")
+    assert not run(fake_predictor, media_dir / "no_audio.mp4", AudioRequest("mute")).masks().any()
+    assert run(fake_predictor, media_dir / "no_audio.mp4", AudioRequest("noise")).masks().any()
+
+
+def test_one_frame_video(fake_predictor, tmp_path, kit):
+    path = kit.write_clip(tmp_path / "one_frame.mp4", seconds=1 / 8)
+    with pytest.raises(DemoError, match="single frame.*at least 1 s"):
+        run(fake_predictor, path)
+
+
+def test_huge_resolution(fake_predictor, tmp_path, kit):
+    path = kit.write_clip(tmp_path / "huge.mp4", seconds=0.5, fps=2, size=(3840, 2160), grey=False)
+    with pytest.raises(DemoError, match="3840x2160.*Downscale"):
+        run(fake_predictor, path)
+
+
+def test_clip_longer_than_the_limit(fake_predictor, media_dir):
+    with pytest.raises(DemoError, match=r"lasts 7\.0 s.*up to 5 s.*--max-seconds"):
+        run(fake_predictor, media_dir / "seven_seconds.mp4", limits=Limits(max_seconds=5))
+    assert fake_predictor.model.calls == 0
+
+
+@pytest.mark.parametrize("content", [b"RIFF\x00\x00garbage" * 10, b""])
+def test_unreadable_audio_file(fake_predictor, media_dir, tmp_path, content):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(content)
+    with pytest.raises(DemoError, match="broken.wav"):
+        run(fake_predictor, media_dir / "tone.mp4", AudioRequest("upload", upload=str(bad)))
+
+
+def test_missing_audio_choices(fake_predictor, media_dir):
+    with pytest.raises(DemoError, match="no audio file is uploaded"):
+        run(fake_predictor, media_dir / "tone.mp4", AudioRequest("upload"))
+    with pytest.raises(DemoError, match="Pick the example"):
+        run(fake_predictor, media_dir / "tone.mp4", AudioRequest("example"))
+
+
+def test_choose_checkpoint():
+    assert handlers.choose_checkpoint("assets/a", "  ") == "assets/a"
+    assert handlers.choose_checkpoint("assets/a", " user/repo ") == "user/repo"
+    with pytest.raises(DemoError, match="Pick a checkpoint"):
+        handlers.choose_checkpoint(None, "")

@@ -1,0 +1,55 @@
+"""app.validation: probing uploads before the model runs."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import soundfile
+
+from app.validation import DemoError, Limits, check_audio_file, probe_video
+
+
+def test_probe_reads_the_headers(media_dir, kit):
+    info = probe_video(media_dir / "tone.mp4", Limits())
+    assert (info.width, info.height, info.fps, info.has_audio) == (kit.width, kit.height, 8.0, True)
+    assert info.duration == pytest.approx(3.0, abs=0.01)
+    assert not probe_video(media_dir / "no_audio.mp4", Limits()).has_audio
+
+
+def test_limits_are_inclusive(media_dir, kit):
+    probe_video(media_dir / "tone.mp4", Limits(max_seconds=3, max_pixels=kit.width * kit.height))
+    with pytest.raises(DemoError, match=f"{kit.width}x{kit.height}"):
+        probe_video(media_dir / "tone.mp4", Limits(max_pixels=kit.width * kit.height - 1))
+
+
+def test_webm_without_a_declared_duration(tmp_path, kit):
+    """Browser recordings (MediaRecorder) are live webm: no duration in the headers."""
+    path = tmp_path / "recording.webm"
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as container:
+        stream = container.add_stream("libvpx", rate=8)
+        stream.width, stream.height, stream.pix_fmt = kit.width, kit.height, "yuv420p"
+        black = np.zeros((kit.height, kit.width, 3), np.uint8)
+        for index in range(20):  # 2.5 s
+            frame = av.VideoFrame.from_ndarray(black, "rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    assert probe_video(path, Limits()).duration == pytest.approx(2.5)
+    with pytest.raises(DemoError, match="lasts 2.5 s"):
+        probe_video(path, Limits(max_seconds=1.5))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DemoError, match="does not exist any more"):
+        probe_video(tmp_path / "gone.mp4", Limits())
+
+
+def test_audio_files(tmp_path, media_dir):
+    soundfile.write(tmp_path / "ok.flac", np.zeros(800, np.float32), 8000)
+    assert check_audio_file(tmp_path / "ok.flac") == tmp_path / "ok.flac"
+    assert check_audio_file(media_dir / "tone.mp4") == media_dir / "tone.mp4"  # a video's track
+    with pytest.raises(DemoError, match="has no audio track"):
+        check_audio_file(media_dir / "no_audio.mp4")
