@@ -1,0 +1,87 @@
+"""`python -m train --config train/configs/NAME.yaml [--set key=value ...]`.
+
+Multi-GPU: the same command under `torchrun --nproc_per_node=N`. Resume an interrupted run with
+`python -m train --resume RUN_DIR` (its config.yaml; `--set` may change training fields such as
+epochs, never the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from train.config import config_from_dict, load_config, parse_set
+
+
+def _resume_config(run_dir: Path, overrides: list[str]):
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --resume takes the directory of a run "
+                                "started by `python -m train` (it holds config.yaml and last.pt)")
+    values = yaml.safe_load(path.read_text())
+    extra = parse_set(overrides)
+    if "model" in extra:
+        raise ValueError(f"--resume cannot change model fields ({', '.join(extra['model'])}): the "
+                         "saved weights belong to the saved architecture; start a new run")
+    values.update(extra)
+    return config_from_dict(values, source=str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train", description="Train SelM.")
+    p.add_argument("--config", help="YAML config (train/configs/*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set lr=1e-4 --set model.bcsm=false (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: the config's out_dir, "
+                                                    "else runs/<config name>)")
+    p.add_argument("--max-steps", type=int, help="stop (saving last.pt) after this many steps "
+                                                 "in total, counting steps before a resume")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop (saving last.pt) after this many minutes of this process")
+    a = p.parse_args(argv)
+
+    if a.resume and a.config:
+        p.error("--resume continues a run with its own config.yaml; drop --config")
+    if not a.resume and not a.config:
+        p.error("give --config FILE (see train/configs/) or --resume RUN_DIR")
+    if a.resume:
+        run_dir = Path(a.resume)
+        config = _resume_config(run_dir, a.overrides)
+    else:
+        config = load_config(a.config, a.overrides)
+        run_dir = Path(a.out or config.out_dir or "runs/run")
+        if (run_dir / "last.pt").exists():
+            p.error(f"{run_dir} already holds a run (last.pt); continue it with --resume "
+                    f"{run_dir} or choose another directory with --out")
+
+    from train.trainer import Trainer, TrainingDiverged
+
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    trainer = Trainer(config, run_dir=run_dir, resume=bool(a.resume), max_steps=a.max_steps,
+                      time_limit_min=a.time_limit)
+    try:
+        summary = trainer.fit()
+    except TrainingDiverged as err:
+        if main_process:
+            print(f"training stopped: {err}", file=sys.stderr)
+        return 2
+    if main_process:
+        best = summary["best_" + trainer.metric_name]
+        if summary["reason"] == "done" and best is not None:
+            print(f"done: best {trainer.metric_name} {best:.4f} at epoch {summary['best_epoch']}; "
+                  f"model in {run_dir / 'best'}")
+        elif summary["reason"] == "done":
+            print(f"done, without validation (val_split is empty); state in {run_dir / 'last.pt'}")
+        else:
+            print(f"stopped ({summary['reason']}) at step {summary['step']}; continue with "
+                  f"python -m train --resume {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Training configuration: `TrainConfig` plus the SelM preset it selects (SPEC §9-§10).
+
+A YAML file holds `TrainConfig` fields at the top level, `preset:` (a `selm` preset name) and
+`model:` (a mapping of `SelMConfig` fields overriding the preset); `base: other.yaml` (a path
+relative to the file) starts from another file's values. `--set key=value` overrides one field
+after the file (`--set lr=1e-4`, `--set model.bcsm=false`). Unknown keys are errors that name the
+key; values are checked against the field's type (`2e-5`, which YAML reads as a string, is a float).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selm.config import SelMConfig, get_config
+
+SETTINGS = ("s4", "ms3", "avss")
+AMP_MODES = ("bf16", "fp16", "off")
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    setting: str = "ms3"  # s4 | ms3 | avss: loader layout, loss and metrics
+    data_root: str | None = None  # AVSBench or AVS-Synth root (see train/datasets.py)
+    train_split: str = "train"
+    val_split: str = "val"  # evaluated every `eval_every` epochs; the best M_J is kept
+    test_split: str = "test"
+    augment: bool = False  # train split only: one crop/flip/colour/gain per clip (train.data)
+    vggish_cache: str | None = None  # folder of cached VGGish embeddings (per split), used with
+    # a frozen VGGish and written on first use from the model's VGGish: no VGGish in the loop
+    data_options: dict[str, Any] = field(default_factory=dict)  # more build_dataset keywords
+    # (audio: pkl | wav, csv_path, data_dir); see train/data/datasets.py
+    # --- model ---
+    preset: str = "selm_tiny"  # a selm preset (selm_r50, selm_pvt_b5, selm_tiny, ...)
+    model: dict[str, Any] = field(default_factory=dict)  # SelMConfig fields over the preset
+    init_from: str | None = None  # checkpoint dir whose weights start the run (release MS3 can
+    # start from the S4 model); the config's architecture must match
+    freeze_backbone_epochs: int = 0  # backbone frozen for the first N epochs (release MS3: 15)
+    # --- optimisation (AdamW, constant lr: SPEC §10) ---
+    epochs: int = 100
+    batch_size: int = 4  # clips per process and step (paper 4; release S4 2, MS3 1, AVSS 8)
+    eval_batch_size: int = 2  # legacy M_J/M_F depend on it: the release tests with 2 videos
+    lr: float = 2e-5
+    weight_decay: float = 0.05  # 0.05 S4/MS3, 0.01 AVSS
+    grad_clip: float = 0.0  # max global grad norm; 0 = off (the release does not clip)
+    amp: str = "bf16"  # autocast on CUDA: bf16 | fp16 (with a GradScaler, release AVSS) | off
+    seed: int = 123  # the release's FixSeed
+    # --- runtime ---
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    num_workers: int = 4
+    out_dir: str | None = None  # run directory; None -> runs/<config file name>
+    eval_every: int = 1  # epochs between validations (the last epoch is always validated)
+    log_every: int = 20  # steps between metrics.jsonl / TensorBoard training records
+    tensorboard: bool = True
+    progress: bool = True  # a tqdm bar per epoch on the main process
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("setting", SETTINGS), ("amp", AMP_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TrainConfig.{name}={getattr(self, name)!r}: expected one of {allowed}"
+                )
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("lr", "weight_decay", "grad_clip", "num_workers", "freeze_backbone_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 0")
+        self.model_config()  # unknown or invalid model fields fail now, not at the first step
+
+    def model_config(self) -> SelMConfig:
+        """The SelM config: the preset with `model` overrides applied."""
+        try:
+            return get_config(self.preset, **self.model)
+        except KeyError as err:
+            raise KeyError(f"in the model section (preset {self.preset!r}): {err.args[0]}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(owner: str, name: str, value: Any, annotation: Any) -> Any:
+    """`value` checked (and converted where lossless) against a field annotation."""
+    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{owner}.{name} cannot be null")
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and not isinstance(value, bool):
+            if isinstance(value, int | float):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML reads 2e-5 (no dot) as a string
+                except ValueError:
+                    continue
+        if base is str and isinstance(value, str):
+            return value
+        if base is str and value is False:  # YAML 1.1 reads a bare `off` (amp: off) as false
+            return "off"
+        if base in (tuple, list) and isinstance(value, list | tuple):
+            return base(value)
+        if base is dict and isinstance(value, dict):
+            return dict(value)
+        if option is Any:
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{owner}.{name}={value!r}: expected {expected}")
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's values with its `base:` chain merged in (model sections merged by key)."""
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"config {path}: `base` files include each other in a loop")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (see train/configs/ for examples)")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config {path}: expected a mapping of keys to values at the top level")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    merged = _read_yaml(path.parent / base, (*seen, path))
+    model = {**(merged.get("model") or {}), **(values.pop("model", None) or {})}
+    return {**merged, **values, "model": model}
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from plain values; an unknown key is an error naming it and `source`."""
+    hints = _field_types(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise KeyError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; TrainConfig fields are "
+            f"{', '.join(sorted(hints))} (model fields go under `model:`)"
+        )
+    checked = {k: coerce("TrainConfig", k, v, hints[k]) for k, v in values.items()}
+    model = checked.get("model") or {}
+    model_hints = _field_types(SelMConfig)
+    bad = sorted(set(model) - set(model_hints))
+    if bad:
+        raise KeyError(f"{source}: unknown model key(s) {', '.join(bad)} (SelMConfig fields)")
+    checked["model"] = {k: coerce("model", k, v, model_hints[k]) for k, v in model.items()}
+    return TrainConfig(**checked)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`["lr=1e-4", "model.bcsm=false"]` -> {"lr": "1e-4", "model": {"bcsm": False}}: each value
+    read as YAML (types are checked later, against the fields)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value (e.g. lr=1e-4, model.bcsm=false)")
+        value = yaml.safe_load(text) if text.strip() else None
+        if key.startswith("model."):
+            out.setdefault("model", {})[key[len("model."):]] = value
+        elif "." in key:
+            raise KeyError(f"--set {item!r}: only model fields take a dotted key (model.NAME)")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """A YAML file (or the defaults when `path` is None) plus `--set key=value` overrides."""
+    values = _read_yaml(Path(path)) if path is not None else {}
+    extra = parse_set(list(overrides))
+    model = {**(values.get("model") or {}), **extra.pop("model", {})}
+    values = {**values, **extra, "model": model}
+    if values.get("out_dir") is None and path is not None:
+        values["out_dir"] = str(Path("runs") / Path(path).stem)
+    return config_from_dict(values, source=str(path) if path else "--set")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config (every field, the model section as given) as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,162 @@
+"""What a training run keeps between processes: random generator states, `last.pt` (written
+atomically, read with `weights_only=True`), and its logs (metrics.jsonl, TensorBoard, progress).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selm.checkpoint import _atomic_write  # the one temporary-file-then-rename writer
+
+STATE_FORMAT = 1
+
+
+def seed_all(seed: int) -> None:
+    """Seed python's `random`, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global generators' states as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    keys = n["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """`torch.save` to a temporary file in the same folder, then `os.replace`: a reader (or a run
+    killed while writing) sees the old file or the new one, never half of one."""
+    _atomic_write(Path(path), lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp))
+
+
+def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read `last.pt` without unpickling code (weights_only=True); clear errors when it cannot."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: --resume takes a run directory that holds last.pt (a run saves it "
+            "at the end of every epoch and whenever it stops)"
+        )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated file, foreign pickle: say which file and why
+        raise RuntimeError(f"{path}: cannot read the training state ({err})") from err
+    if state.get("format") != STATE_FORMAT:
+        raise RuntimeError(f"{path}: training state format {state.get('format')!r}, expected "
+                           f"{STATE_FORMAT}")
+    return state
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kw) -> None: ...
+    def close(self) -> None: ...
+
+
+class RunLog:
+    """metrics.jsonl (one JSON object a line, `event` first), TensorBoard scalars under tb/, and a
+    tqdm bar per epoch. Only the main process writes (`enabled`)."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._t0 = time.time()
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a training extra: log without it
+                print("tensorboard is not installed (pip install tensorboard); logging to "
+                      f"{self.path} only", file=sys.stderr)
+            else:
+                self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        entry = {"event": entry.get("event"), "time": round(time.time() - self._t0, 3), **entry}
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry, default=_plain) + "\n")
+
+    def train_step(self, parts: dict[str, float], step: int, epoch: int, every: int, dist,
+                   flush: bool = False) -> None:
+        """Average the loss parts over `every` steps (or up to `flush`, the epoch's end) and all
+        processes, then write them. Every process calls this at every step."""
+        for k, v in parts.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+        if step % every and not flush:
+            return
+        from train.distributed import all_reduce
+
+        names = sorted(self._sums)
+        mean = all_reduce(torch.tensor([self._sums[k] / self._count for k in names],
+                                       dtype=torch.float64), dist, "mean")
+        values = dict(zip(names, mean.tolist()))
+        self._sums, self._count = {}, 0
+        self.record({"event": "train", "epoch": epoch + 1, "step": step, **values})
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def validation(self, metrics: dict[str, Any], step: int, epoch: int, best: bool) -> None:
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        self.record({"event": "val", "epoch": epoch, "step": step, "best": best, **scalars})
+        if self.writer is not None:
+            for k, v in scalars.items():
+                if math.isfinite(v):
+                    self.writer.add_scalar(f"val/{k}", v, step)
+            self.writer.flush()
+        if self.enabled:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in scalars.items() if isinstance(v, float))
+            print(f"epoch {epoch} validation: {shown}{' (best)' if best else ''}", flush=True)
+
+    def progress(self, total: int, done: int, epoch: int, cfg):
+        if not (self.enabled and cfg.progress):
+            return _NoBar()
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                    dynamic_ncols=True, leave=False)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
