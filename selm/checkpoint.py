@@ -96,7 +96,12 @@ def load_state(directory: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise CheckpointError(f"{path}: unreadable or corrupted safetensors file ({err})") from err
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+def load_state_strict(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    what: str = "the model its config describes",
+) -> None:
     """`load_state_dict(strict=True)` with one clear error listing every mismatch."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -113,7 +118,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             return f"\n  {title} ({len(items)}): " + ", ".join(items[:20]) + more if items else ""
 
         raise CheckpointError(
-            f"{source} does not fit the model its config describes:"
+            f"{source} does not fit {what}:"
             + listing("missing", missing)
             + listing("unexpected", unexpected)
             + listing("shape mismatch", shapes)

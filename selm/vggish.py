@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
+from selm.checkpoint import load_state_strict
 from torch import nn
 
 VGGISH_FILE = "vggish-10086976.pth"
@@ -95,19 +97,5 @@ def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
         raise ValueError(f"{path} is not a VGGish state dict ({err})") from err
     # torchvggish's full model also holds its PCA buffers; post-processing is off here
     state = {k: v for k, v in state.items() if not k.startswith("pproc.")}
-    expected = vggish.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if state[k].shape != expected[k].shape
-    )
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path} does not fit the official VGGish (expected torchvggish's {VGGISH_FILE}): "
-            f"missing ({len(missing)}): {', '.join(missing[:8])}; "
-            f"unexpected ({len(unexpected)}): {', '.join(unexpected[:8])}; "
-            f"shape mismatch ({len(shapes)}): {', '.join(shapes[:8])}"
-        )
-    vggish.load_state_dict(state, strict=True)
+    load_state_strict(vggish, state, str(path), what=f"the official VGGish ({VGGISH_FILE})")
+
