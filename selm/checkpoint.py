@@ -24,6 +24,21 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit its config."""
 
 
+def unwrap_state_dict(obj: object, wrappers: tuple[str, ...]) -> dict | None:
+    """The name -> tensor dict in `obj`, itself or nested under one of `wrappers` keys, with a
+    DataParallel `module.` prefix removed; None when there is none."""
+    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(v, torch.Tensor) for v in obj.values()
+    ):
+        return None
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
 def _atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -44,7 +59,9 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extr
     config.update(backbone_pretrained=False, backbone_weights=None, vggish_weights=None)
     payload = {"model_type": "selm", **extra_config, "config": config}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    _atomic_write(
+        directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})
+    )
     _atomic_write(
         directory / CONFIG_NAME,
         lambda p: Path(p).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n"),
@@ -73,8 +90,9 @@ def resolve_checkpoint(dir_or_hub_id: str | os.PathLike) -> Path:
         return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
     except Exception as err:  # offline, unknown repo, no access: say which and how to proceed
         raise CheckpointError(
-            f"could not fetch the checkpoint {text!r} from the Hugging Face Hub ({type(err).__name__}: "
-            f"{err}). Offline, download it elsewhere and pass its directory instead."
+            f"could not fetch the checkpoint {text!r} from the Hugging Face Hub "
+            f"({type(err).__name__}: {err}). Offline, download it elsewhere and pass its "
+            "directory instead."
         ) from err
 
 

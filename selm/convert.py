@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from selm.checkpoint import CheckpointError, load_state_strict, save_pretrained
+from selm.checkpoint import CheckpointError, load_state_strict, save_pretrained, unwrap_state_dict
 from selm.config import SelMConfig, get_config
 from selm.dam_official import our_key
 from selm.model import SelM
@@ -99,19 +99,13 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
         raise ConversionError(f"{path} could not be read as a PyTorch state dict ({err})") from err
-    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(v, torch.Tensor) for v in obj.values()
-    ):
+    state = unwrap_state_dict(obj, _WRAPPERS)
+    if state is None:
         raise ConversionError(
             f"{path} holds no state dict (name -> tensor), neither plain nor under one of "
             f"{', '.join(_WRAPPERS)}"
         )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return state
 
 
 def describe(state: dict[str, torch.Tensor]) -> dict[str, object]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from selm.checkpoint import load_state_strict
 from torch import nn
+
+from selm.checkpoint import load_state_strict, unwrap_state_dict
 
 VGGISH_FILE = "vggish-10086976.pth"
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + VGGISH_FILE
@@ -64,16 +64,10 @@ class VGGish(nn.Module):
 
 def _unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
     """A plain state dict, or one inside a {"state_dict"|"model"|"vggish": ...} wrapper."""
-    while isinstance(obj, dict):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        inner = next((obj[k] for k in ("state_dict", "model", "vggish") if k in obj), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    state = unwrap_state_dict(obj, ("state_dict", "model", "vggish"))
+    if state is None:
         raise ValueError("expected a state dict (name -> tensor) or a dict wrapping one")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return state
 
 
 def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
