@@ -24,26 +24,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1")
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", action="append", default=None, metavar="DIR_OR_REPO",
-                        help="checkpoint directory or Hugging Face repo id; repeat to offer "
-                             "several (the first is the default). Default: "
-                             f"{DEFAULT_CHECKPOINT} and the checkpoints beside it")
-    parser.add_argument("--examples-dir", default=DEFAULT_EXAMPLES,
-                        help="folder of example clips (default: %(default)s)")
-    parser.add_argument("--max-seconds", type=float, default=60.0,
-                        help="longest clip accepted, in seconds (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=int, default=1920 * 1080,
-                        help="largest frame accepted, W x H pixels (default: %(default)s)")
-    parser.add_argument("--max-side", type=int, default=480,
-                        help="longest side of the videos and maps shown (default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        metavar="DIR_OR_REPO",
+        help="checkpoint directory or Hugging Face repo id; repeat to offer "
+        "several (the first is the default). Default: "
+        f"{DEFAULT_CHECKPOINT} and the checkpoints beside it",
+    )
+    parser.add_argument(
+        "--examples-dir",
+        default=DEFAULT_EXAMPLES,
+        help="folder of example clips (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="longest clip accepted, in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=1920 * 1080,
+        help="largest frame accepted, W x H pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=480,
+        help="longest side of the videos and maps shown (default: %(default)s)",
+    )
     parser.add_argument("--host", default=host, help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a gradio.live link")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="model runs at the same time; others wait in the queue")
-    parser.add_argument("--no-warmup", action="store_true",
-                        help="skip the one-second warm-up run at start-up")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="model runs at the same time; others wait in the queue",
+    )
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the one-second warm-up run at start-up"
+    )
     return parser.parse_args(argv)
 
 
@@ -77,12 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         default = Predictor.from_pretrained(default_spec, device=device)
     except CheckpointError as err:
-        sys.exit(f"error: the default checkpoint cannot be loaded: {err}\n"
-                 "Pass one with --checkpoint DIR_OR_REPO.")
+        sys.exit(
+            f"error: the default checkpoint cannot be loaded: {err}\n"
+            "Pass one with --checkpoint DIR_OR_REPO."
+        )
     if not args.no_warmup:
         warm_up(default)
-    pool = PredictorPool(lambda spec: Predictor.from_pretrained(spec, device=device),
-                         pinned={default_spec: default})
+    pool = PredictorPool(
+        lambda spec: Predictor.from_pretrained(spec, device=device), pinned={default_spec: default}
+    )
     settings = DemoSettings(
         checkpoints=checkpoints,
         examples=find_examples(args.examples_dir),
@@ -92,10 +120,20 @@ def main(argv: list[str] | None = None) -> None:
         gpu=gpu_decorator(),
     )
     demo = build_demo(settings, pool)
-    log.info("model %s on %s, %d examples; ready in %.1f s", default_spec, device,
-             len(settings.examples), time.perf_counter() - start)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                show_error=True, allowed_paths=[os.path.abspath(args.examples_dir)])
+    log.info(
+        "model %s on %s, %d examples; ready in %.1f s",
+        default_spec,
+        device,
+        len(settings.examples),
+        time.perf_counter() - start,
+    )
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        show_error=True,
+        allowed_paths=[os.path.abspath(args.examples_dir)],
+    )
 
 
 def warm_up(predictor) -> None:
@@ -105,9 +143,16 @@ def warm_up(predictor) -> None:
     from selm.media import Clip
 
     size = predictor.config.input_size
-    clip = Clip(frames=np.full((1, size, size, 3), 128, np.uint8), times=np.array([0.875]),
-                waveform=np.zeros(16000, np.float32), duration=1.0, fps=1.0, width=size,
-                height=size, source="warm-up")
+    clip = Clip(
+        frames=np.full((1, size, size, 3), 128, np.uint8),
+        times=np.array([0.875]),
+        waveform=np.zeros(16000, np.float32),
+        duration=1.0,
+        fps=1.0,
+        width=size,
+        height=size,
+        source="warm-up",
+    )
     predictor.predict(clip, audio="original")
 
 

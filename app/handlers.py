@@ -87,8 +87,13 @@ def _part(progress: Progress | None, start: float, span: float, what: str) -> Pr
 
 
 def run_model(
-    predictor, video: str | os.PathLike | None, audio: AudioRequest, *, limits: Limits,
-    max_side: int, progress: Progress | None = None,
+    predictor,
+    video: str | os.PathLike | None,
+    audio: AudioRequest,
+    *,
+    limits: Limits,
+    max_side: int,
+    progress: Progress | None = None,
 ):
     """Check the inputs, run the predictor in windows, keep a display-size copy."""
     info = probe_video(video, limits)
@@ -102,8 +107,9 @@ def run_model(
     return display_copy(pred, max_side)
 
 
-def probe_illusion(predictor, video, *, limits: Limits, max_side: int,
-                   progress: Progress | None = None):
+def probe_illusion(
+    predictor, video, *, limits: Limits, max_side: int, progress: Progress | None = None
+):
     """The same clip twice: with its own audio, then muted -> (pred_audio, pred_muted)."""
     info = probe_video(video, limits)
     if not info.has_audio:
@@ -113,18 +119,41 @@ def probe_illusion(predictor, video, *, limits: Limits, max_side: int,
         )
     runs = []
     for step, kind in enumerate(("original", "mute")):
-        runs.append(run_model(predictor, video, AudioRequest(kind), limits=limits,
-                              max_side=max_side, progress=_part(progress, step / 2, 0.5, kind)))
+        runs.append(
+            run_model(
+                predictor,
+                video,
+                AudioRequest(kind),
+                limits=limits,
+                max_side=max_side,
+                progress=_part(progress, step / 2, 0.5, kind),
+            )
+        )
     return runs[0], runs[1]
 
 
-def compare_checkpoints(predictors, video, audio: AudioRequest, *, limits: Limits,
-                        max_side: int, progress: Progress | None = None):
+def compare_checkpoints(
+    predictors,
+    video,
+    audio: AudioRequest,
+    *,
+    limits: Limits,
+    max_side: int,
+    progress: Progress | None = None,
+):
     """Two predictors on the same clip and audio -> (pred_a, pred_b)."""
     runs = []
     for step, (name, predictor) in enumerate(predictors):
-        runs.append(run_model(predictor, video, audio, limits=limits, max_side=max_side,
-                              progress=_part(progress, step / 2, 0.5, name)))
+        runs.append(
+            run_model(
+                predictor,
+                video,
+                audio,
+                limits=limits,
+                max_side=max_side,
+                progress=_part(progress, step / 2, 0.5, name),
+            )
+        )
     return runs[0], runs[1]
 
 
@@ -150,10 +179,14 @@ def show_run(pred, *, threshold: float, frame: int, level: int, workdir: Path) -
         f"(most at second {int(area.argmax())}: {100 * area.max():.1f}%)."
     )
     return RunView(
-        video=video, audio=audio, maps=frame_maps(pred, frame, level, threshold),
-        plot=area_plot(pred.times, {f"audio: {pred.audio_label}": area},
-                       title="Segmented area per second"),
-        summary=summary, num_frames=len(area),
+        video=video,
+        audio=audio,
+        maps=frame_maps(pred, frame, level, threshold),
+        plot=area_plot(
+            pred.times, {f"audio: {pred.audio_label}": area}, title="Segmented area per second"
+        ),
+        summary=summary,
+        num_frames=len(area),
     )
 
 
@@ -181,10 +214,13 @@ def show_illusion(pred_audio, pred_muted, *, threshold: float, workdir: Path) ->
     return IllusionView(
         video_audio=write_overlay(pred_audio, Path(workdir) / "with_audio.mp4", threshold),
         video_muted=write_overlay(pred_muted, Path(workdir) / "muted.mp4", threshold),
-        plot=area_plot(pred_audio.times, {"with its audio": heard,
-                                          "muted (illusion score)": scores},
-                       title="Segmented area per second: with sound vs muted"),
-        summary=summary, scores=scores,
+        plot=area_plot(
+            pred_audio.times,
+            {"with its audio": heard, "muted (illusion score)": scores},
+            title="Segmented area per second: with sound vs muted",
+        ),
+        summary=summary,
+        scores=scores,
     )
 
 
@@ -204,8 +240,9 @@ class CompareView:
     summary: str
 
 
-def show_compare(pred_a, pred_b, names: tuple[str, str], *, threshold: float,
-                 workdir: Path) -> CompareView:
+def show_compare(
+    pred_a, pred_b, names: tuple[str, str], *, threshold: float, workdir: Path
+) -> CompareView:
     masks_a, masks_b = pred_a.masks(threshold), pred_b.masks(threshold)
     area_a, area_b = segmented_fraction(masks_a), segmented_fraction(masks_b)
     iou = mask_iou(masks_a, masks_b)
@@ -217,8 +254,12 @@ def show_compare(pred_a, pred_b, names: tuple[str, str], *, threshold: float,
     return CompareView(
         video_a=write_overlay(pred_a, Path(workdir) / "model_a.mp4", threshold),
         video_b=write_overlay(pred_b, Path(workdir) / "model_b.mp4", threshold),
-        plot=area_plot(pred_a.times, {names[0]: area_a, names[1]: area_b, "IoU of the two": iou},
-                       title="Segmented area per second, two checkpoints", y_title="fraction"),
+        plot=area_plot(
+            pred_a.times,
+            {names[0]: area_a, names[1]: area_b, "IoU of the two": iou},
+            title="Segmented area per second, two checkpoints",
+            y_title="fraction",
+        ),
         summary=summary,
     )
 

@@ -18,10 +18,16 @@ from selm.audio import SAMPLE_RATE
 from selm.media import iter_video_frames
 from selm.render import colorize, hit_map_image, open_writer, overlay
 
-LEVEL_NAMES = ("stage 1 (stride 4)", "stage 2 (stride 8)", "stage 3 (stride 16)",
-               "stage 4 (stride 32)")
-MAPS_LABEL = ("One second: frame, mask, CLEVER's token of each pixel per decoder layer (coarse to "
-              "fine), DAM's attention over pixels, BCSM's channel norm before / after selection")
+LEVEL_NAMES = (
+    "stage 1 (stride 4)",
+    "stage 2 (stride 8)",
+    "stage 3 (stride 16)",
+    "stage 4 (stride 32)",
+)
+MAPS_LABEL = (
+    "One second: frame, mask, CLEVER's token of each pixel per decoder layer (coarse to "
+    "fine), DAM's attention over pixels, BCSM's channel norm before / after selection"
+)
 
 
 def segmented_fraction(masks: np.ndarray) -> np.ndarray:
@@ -49,8 +55,10 @@ def frame_maps(pred, index: int, level: int, threshold: float) -> list[tuple[np.
     size = (frame.shape[1], frame.shape[0])
     t = float(pred.times[index])
     mask = pred.masks(threshold)[index]
-    row = [(frame, f"frame, second {index} ({t:.2f} s)"), (overlay(frame, mask),
-                                                         mask_caption(pred, threshold))]
+    row = [
+        (frame, f"frame, second {index} ({t:.2f} s)"),
+        (overlay(frame, mask), mask_caption(pred, threshold)),
+    ]
     for layer, hits in enumerate(pred.hit_maps):
         h, w = hits.shape[2:]
         row.append((hit_map_image(hits[index], size), f"CLEVER layer {layer + 1} ({h}x{w})"))
@@ -65,17 +73,33 @@ def frame_maps(pred, index: int, level: int, threshold: float) -> list[tuple[np.
     return row
 
 
-def area_plot(times: np.ndarray, series: dict[str, np.ndarray], *, title: str,
-              y_title: str = "fraction of the frame segmented") -> go.Figure:
+def area_plot(
+    times: np.ndarray,
+    series: dict[str, np.ndarray],
+    *,
+    title: str,
+    y_title: str = "fraction of the frame segmented",
+) -> go.Figure:
     """One line per entry of `series` ((T,) values in [0, 1]) over the seconds `times`."""
     fig = go.Figure()
     for name, values in series.items():
-        fig.add_trace(go.Scatter(x=np.floor(times).astype(int), y=np.asarray(values, float),
-                                 mode="lines+markers", name=name))
+        fig.add_trace(
+            go.Scatter(
+                x=np.floor(times).astype(int),
+                y=np.asarray(values, float),
+                mode="lines+markers",
+                name=name,
+            )
+        )
     fig.update_layout(
-        title=title, xaxis_title="second", yaxis_title=y_title, yaxis_range=[0, 1],
+        title=title,
+        xaxis_title="second",
+        yaxis_title=y_title,
+        yaxis_range=[0, 1],
         xaxis_dtick=1,
-        height=320, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25),
+        height=320,
+        margin=dict(l=50, r=20, t=50, b=40),
+        legend=dict(orientation="h", y=-0.25),
     )
     return fig
 

@@ -73,8 +73,10 @@ def user_errors() -> Iterator[None]:
         raise
     except Exception as err:  # a bug must not take the app down: say so and keep serving
         log.exception("demo request failed")
-        raise gr.Error(f"Something went wrong inside the demo ({type(err).__name__}: {err}). "
-                       "Try another clip; if it persists, please report it.") from err
+        raise gr.Error(
+            f"Something went wrong inside the demo ({type(err).__name__}: {err}). "
+            "Try another clip; if it persists, please report it."
+        ) from err
 
 
 def _gradio_progress(progress: gr.Progress) -> handlers.Progress:
@@ -96,27 +98,46 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                video = gr.Video(label="Video (its audio track is used)", sources=["upload"],
-                                 elem_id="video-input")
+                video = gr.Video(
+                    label="Video (its audio track is used)",
+                    sources=["upload"],
+                    elem_id="video-input",
+                )
                 if settings.examples:
                     gr.Examples(
                         examples=[[str(ex.path)] for ex in settings.examples],
-                        inputs=[video], example_labels=[ex.label for ex in settings.examples],
-                        label="AVS-Synth examples", cache_examples=False,
+                        inputs=[video],
+                        example_labels=[ex.label for ex in settings.examples],
+                        label="AVS-Synth examples",
+                        cache_examples=False,
                     )
-                audio_kind = gr.Radio(list(handlers.AUDIO_SOURCES.items()), value="original",
-                                      label="What the model hears")
-                audio_upload = gr.Audio(label="Audio file", type="filepath",
-                                        sources=["upload"], visible=False)
-                audio_example = gr.Dropdown(example_choices, label="Example whose audio is used",
-                                            value=example_choices[0][1] if example_choices
-                                            else None, visible=False)
+                audio_kind = gr.Radio(
+                    list(handlers.AUDIO_SOURCES.items()),
+                    value="original",
+                    label="What the model hears",
+                )
+                audio_upload = gr.Audio(
+                    label="Audio file", type="filepath", sources=["upload"], visible=False
+                )
+                audio_example = gr.Dropdown(
+                    example_choices,
+                    label="Example whose audio is used",
+                    value=example_choices[0][1] if example_choices else None,
+                    visible=False,
+                )
                 model = gr.Dropdown(model_choices, value=default_spec, label="Checkpoint")
-                model_typed = gr.Textbox(label="...or a checkpoint directory / HF repo id",
-                                         placeholder="e.g. ./runs/my-model or user/selm-repo")
-                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Mask threshold",
-                                      info="Redraws the masks without running the model again "
-                                           "(binary models).")
+                model_typed = gr.Textbox(
+                    label="...or a checkpoint directory / HF repo id",
+                    placeholder="e.g. ./runs/my-model or user/selm-repo",
+                )
+                threshold = gr.Slider(
+                    0.05,
+                    0.95,
+                    value=0.5,
+                    step=0.05,
+                    label="Mask threshold",
+                    info="Redraws the masks without running the model again (binary models).",
+                )
                 with gr.Row():
                     run_btn = gr.Button("Run", variant="primary", elem_id="run-button")
                     illusion_btn = gr.Button("Probe illusion", elem_id="illusion-button")
@@ -125,31 +146,48 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                     with gr.Tab("Result", id="result"):
                         summary = gr.Markdown()
                         with gr.Row():
-                            overlay_video = gr.Video(label="Masks over the video, with the "
-                                                     "audio used", interactive=False,
-                                                     elem_id="overlay-video")
-                            heard = gr.Audio(label="Audio the model heard", type="filepath",
-                                             interactive=False, elem_id="audio-heard")
+                            overlay_video = gr.Video(
+                                label="Masks over the video, with the audio used",
+                                interactive=False,
+                                elem_id="overlay-video",
+                            )
+                            heard = gr.Audio(
+                                label="Audio the model heard",
+                                type="filepath",
+                                interactive=False,
+                                elem_id="audio-heard",
+                            )
                         with gr.Row():
                             second = gr.Slider(0, 4, value=0, step=1, label="Second")
-                            level = gr.Dropdown(list(zip(LEVEL_NAMES, range(4))), value=0,
-                                                label="Feature level (DAM, BCSM)")
-                        maps = gr.Gallery(label=MAPS_LABEL, columns=4, height="auto",
-                                          object_fit="contain", elem_id="maps")
+                            level = gr.Dropdown(
+                                list(zip(LEVEL_NAMES, range(4))),
+                                value=0,
+                                label="Feature level (DAM, BCSM)",
+                            )
+                        maps = gr.Gallery(
+                            label=MAPS_LABEL,
+                            columns=4,
+                            height="auto",
+                            object_fit="contain",
+                            elem_id="maps",
+                        )
                         area = gr.Plot(label="Segmented area per second", elem_id="area-plot")
                     with gr.Tab("Illusion probe", id="illusion"):
                         illusion_summary = gr.Markdown()
                         with gr.Row():
                             video_audio = gr.Video(label="With its audio", interactive=False)
-                            video_muted = gr.Video(label="Muted: what is segmented without "
-                                                   "sound", interactive=False)
+                            video_muted = gr.Video(
+                                label="Muted: what is segmented without sound", interactive=False
+                            )
                         illusion_plot = gr.Plot(label="Illusion score per second")
                     with gr.Tab("Compare checkpoints", id="compare"):
                         with gr.Row():
-                            other = gr.Dropdown(model_choices, label="Compare with",
-                                                value=model_choices[-1][1])
-                            other_typed = gr.Textbox(label="...or a checkpoint directory / HF "
-                                                     "repo id")
+                            other = gr.Dropdown(
+                                model_choices, label="Compare with", value=model_choices[-1][1]
+                            )
+                            other_typed = gr.Textbox(
+                                label="...or a checkpoint directory / HF repo id"
+                            )
                         compare_btn = gr.Button("Compare on this clip and audio")
                         compare_summary = gr.Markdown()
                         with gr.Row():
@@ -164,25 +202,47 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
             return gr.Audio(visible=kind == "upload"), gr.Dropdown(visible=kind == "example")
 
         def run_outputs(pred, threshold_value, level_value, workdir):
-            view = handlers.show_run(pred, threshold=threshold_value, frame=0,
-                                     level=level_value, workdir=workdir)
+            view = handlers.show_run(
+                pred, threshold=threshold_value, frame=0, level=level_value, workdir=workdir
+            )
             return (
                 overlay_video.move_resource_to_block_cache(view.video),
                 heard.move_resource_to_block_cache(view.audio),
                 view.maps,
-                gr.Slider(0, max(view.num_frames - 1, 1), value=0, step=1,
-                          interactive=view.num_frames > 1, label="Second"),
-                view.plot, view.summary, pred,
+                gr.Slider(
+                    0,
+                    max(view.num_frames - 1, 1),
+                    value=0,
+                    step=1,
+                    interactive=view.num_frames > 1,
+                    label="Second",
+                ),
+                view.plot,
+                view.summary,
+                pred,
             )
 
         @gpu
-        def on_run(video_path, kind, upload, example, picked, typed, threshold_value,
-                   level_value, progress=PROGRESS):
+        def on_run(
+            video_path,
+            kind,
+            upload,
+            example,
+            picked,
+            typed,
+            threshold_value,
+            level_value,
+            progress=PROGRESS,
+        ):
             with user_errors(), request_dir() as workdir:
                 predictor = pool.get(handlers.choose_checkpoint(picked, typed))
-                pred = handlers.run_model(predictor, video_path,
-                                          audio_request(kind, upload, example),
-                                          progress=_gradio_progress(progress), **run_kw)
+                pred = handlers.run_model(
+                    predictor,
+                    video_path,
+                    audio_request(kind, upload, example),
+                    progress=_gradio_progress(progress),
+                    **run_kw,
+                )
                 return run_outputs(pred, threshold_value, level_value, workdir)
 
         def illusion_outputs(preds, threshold_value, workdir):
@@ -190,40 +250,62 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
             return (
                 video_audio.move_resource_to_block_cache(view.video_audio),
                 video_muted.move_resource_to_block_cache(view.video_muted),
-                view.plot, view.summary, preds,
+                view.plot,
+                view.summary,
+                preds,
             )
 
         @gpu
         def on_illusion(video_path, picked, typed, threshold_value, progress=PROGRESS):
             with user_errors(), request_dir() as workdir:
                 predictor = pool.get(handlers.choose_checkpoint(picked, typed))
-                preds = handlers.probe_illusion(predictor, video_path,
-                                                progress=_gradio_progress(progress), **run_kw)
+                preds = handlers.probe_illusion(
+                    predictor, video_path, progress=_gradio_progress(progress), **run_kw
+                )
                 return illusion_outputs(preds, threshold_value, workdir)
 
         def compare_outputs(result, threshold_value, workdir):
             pred_a, pred_b, names = result
-            view = handlers.show_compare(pred_a, pred_b, names, threshold=threshold_value,
-                                         workdir=workdir)
+            view = handlers.show_compare(
+                pred_a, pred_b, names, threshold=threshold_value, workdir=workdir
+            )
             return (
                 video_a.move_resource_to_block_cache(view.video_a),
                 video_b.move_resource_to_block_cache(view.video_b),
-                view.plot, view.summary, result,
+                view.plot,
+                view.summary,
+                result,
             )
 
         @gpu
-        def on_compare(video_path, kind, upload, example, picked, typed, other_picked,
-                       other_typed_value, threshold_value, progress=PROGRESS):
+        def on_compare(
+            video_path,
+            kind,
+            upload,
+            example,
+            picked,
+            typed,
+            other_picked,
+            other_typed_value,
+            threshold_value,
+            progress=PROGRESS,
+        ):
             with user_errors(), request_dir() as workdir:
-                specs = (handlers.choose_checkpoint(picked, typed),
-                         handlers.choose_checkpoint(other_picked, other_typed_value))
+                specs = (
+                    handlers.choose_checkpoint(picked, typed),
+                    handlers.choose_checkpoint(other_picked, other_typed_value),
+                )
                 names = tuple(_label(spec, settings.checkpoints) for spec in specs)
                 if names[0] == names[1]:
                     names = (f"{names[0]} (left)", f"{names[1]} (right)")
                 predictors = [(name, pool.get(spec)) for name, spec in zip(names, specs)]
                 pred_a, pred_b = handlers.compare_checkpoints(
-                    predictors, video_path, audio_request(kind, upload, example),
-                    progress=_gradio_progress(progress), **run_kw)
+                    predictors,
+                    video_path,
+                    audio_request(kind, upload, example),
+                    progress=_gradio_progress(progress),
+                    **run_kw,
+                )
                 return compare_outputs((pred_a, pred_b, names), threshold_value, workdir)
 
         def redraw(outputs_fn, count):
@@ -232,39 +314,68 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                     return (gr.skip(),) * count
                 with user_errors(), request_dir() as workdir:
                     return outputs_fn(result, threshold_value, *extra, workdir)
+
             return fn
 
         def on_maps(pred, threshold_value, second_value, level_value):
             if pred is None:
                 return gr.skip()
             with user_errors():
-                return handlers.frame_maps(pred, int(second_value), int(level_value),
-                                           threshold_value)
+                return handlers.frame_maps(
+                    pred, int(second_value), int(level_value), threshold_value
+                )
 
         run_outs = [overlay_video, heard, maps, second, area, summary, run_state]
-        illusion_outs = [video_audio, video_muted, illusion_plot, illusion_summary,
-                         illusion_state]
+        illusion_outs = [video_audio, video_muted, illusion_plot, illusion_summary, illusion_state]
         compare_outs = [video_a, video_b, compare_plot, compare_summary, compare_state]
         model_kw = dict(concurrency_id="model", concurrency_limit=settings.concurrency)
         audio_inputs = [audio_kind, audio_upload, audio_example]
 
-        audio_kind.change(show_audio_inputs, audio_kind, [audio_upload, audio_example],
-                          queue=False, api_visibility="private")
+        audio_kind.change(
+            show_audio_inputs,
+            audio_kind,
+            [audio_upload, audio_example],
+            queue=False,
+            api_visibility="private",
+        )
         for button, tab in ((run_btn, "result"), (illusion_btn, "illusion")):  # show where
             button.click(_select_tab(tab), None, tabs, queue=False, api_visibility="private")
-        run_btn.click(on_run, [video, *audio_inputs, model, model_typed, threshold, level],
-                      run_outs, api_name="run", **model_kw)
-        illusion_btn.click(on_illusion, [video, model, model_typed, threshold], illusion_outs,
-                           api_name="probe_illusion", **model_kw)
-        compare_btn.click(on_compare, [video, *audio_inputs, model, model_typed, other,
-                                       other_typed, threshold], compare_outs,
-                          api_name="compare", **model_kw)
-        threshold.release(redraw(run_outputs, 7), [run_state, threshold, level], run_outs,
-                          api_name="redraw")
-        threshold.release(redraw(illusion_outputs, 5), [illusion_state, threshold],
-                          illusion_outs, api_name="redraw_illusion")
-        threshold.release(redraw(compare_outputs, 5), [compare_state, threshold], compare_outs,
-                          api_name="redraw_compare")
+        run_btn.click(
+            on_run,
+            [video, *audio_inputs, model, model_typed, threshold, level],
+            run_outs,
+            api_name="run",
+            **model_kw,
+        )
+        illusion_btn.click(
+            on_illusion,
+            [video, model, model_typed, threshold],
+            illusion_outs,
+            api_name="probe_illusion",
+            **model_kw,
+        )
+        compare_btn.click(
+            on_compare,
+            [video, *audio_inputs, model, model_typed, other, other_typed, threshold],
+            compare_outs,
+            api_name="compare",
+            **model_kw,
+        )
+        threshold.release(
+            redraw(run_outputs, 7), [run_state, threshold, level], run_outs, api_name="redraw"
+        )
+        threshold.release(
+            redraw(illusion_outputs, 5),
+            [illusion_state, threshold],
+            illusion_outs,
+            api_name="redraw_illusion",
+        )
+        threshold.release(
+            redraw(compare_outputs, 5),
+            [compare_state, threshold],
+            compare_outs,
+            api_name="redraw_compare",
+        )
         for trigger in (second.release, level.change):
             trigger(on_maps, [run_state, threshold, second, level], maps, api_name="maps")
     demo.queue(default_concurrency_limit=settings.concurrency)

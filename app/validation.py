@@ -115,7 +115,11 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"{limits.max_seconds:.0f} out.mp4`) or start the app with a larger --max-seconds."
         )
     return VideoInfo(
-        path=Path(path), duration=duration, width=width, height=height, fps=float(rate),
+        path=Path(path),
+        duration=duration,
+        width=width,
+        height=height,
+        fps=float(rate),
         has_audio=has_audio,
     )
 

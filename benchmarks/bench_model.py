@@ -20,8 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selm import build_selm  # noqa: E402
-from selm import ssm  # noqa: E402
+from selm import (
+    build_selm,  # noqa: E402
+    ssm,  # noqa: E402
+)
 from selm.bcsm import MambaStack  # noqa: E402
 
 PRESETS = {
@@ -93,10 +95,18 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return dict(
-        preset=name, input_size=size, frames=t, device=device, dtype=dtype,
+        preset=name,
+        input_size=size,
+        frames=t,
+        device=device,
+        dtype=dtype,
         scan="mamba_ssm kernel" if (kernel and saved_flag and device == "cuda") else "pure PyTorch",
-        full_ms=full, backbone_ms=backbone, mamba_blocks=blocks, mamba_ms=mamba,
-        full_over_backbone=full / backbone, peak_mib=peak,
+        full_ms=full,
+        backbone_ms=backbone,
+        mamba_blocks=blocks,
+        mamba_ms=mamba,
+        full_over_backbone=full / backbone,
+        peak_mib=peak,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
     )
 
@@ -115,21 +125,32 @@ def main(argv=None) -> None:
     warmup = args.warmup if args.warmup is not None else (5 if args.device == "cuda" else 1)
     kernels = [True, False] if (args.device == "cuda" and args.both_scans) else [True]
     rows = []
-    head = f"{'preset':12} {'dtype':9} {'scan':17} {'full ms':>9} {'backbone':>9} {'ratio':>6} " \
-           f"{'24 Mamba':>9} {'peak MiB':>9}"
+    head = (
+        f"{'preset':12} {'dtype':9} {'scan':17} {'full ms':>9} {'backbone':>9} {'ratio':>6} "
+        f"{'24 Mamba':>9} {'peak MiB':>9}"
+    )
     print(head + "\n" + "-" * len(head))
     for name in args.presets:
         for dtype in args.dtypes:
             for kernel in kernels:
-                r = bench_preset(name, PRESETS.get(name, {}), args.device, dtype, iters, warmup, kernel)
+                r = bench_preset(
+                    name, PRESETS.get(name, {}), args.device, dtype, iters, warmup, kernel
+                )
                 rows.append(r)
-                print(f"{name:12} {dtype:9} {r['scan']:17} {r['full_ms']:9.2f} {r['backbone_ms']:9.2f} "
-                      f"{r['full_over_backbone']:6.2f} {r['mamba_ms']:9.2f} {r['peak_mib']:9.0f}",
-                      flush=True)
+                print(
+                    f"{name:12} {dtype:9} {r['scan']:17} "
+                    f"{r['full_ms']:9.2f} {r['backbone_ms']:9.2f} "
+                    f"{r['full_over_backbone']:6.2f} {r['mamba_ms']:9.2f} {r['peak_mib']:9.0f}",
+                    flush=True,
+                )
     meta = dict(
-        machine=torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
-        or platform.machine(),
-        threads=torch.get_num_threads(), torch=torch.__version__, iters=iters, warmup=warmup,
+        machine=torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor() or platform.machine(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        iters=iters,
+        warmup=warmup,
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,18 @@ def time_ms(fn: Callable[[], None], device: torch.device, repeats: int, warmup: 
 
 def scan_inputs(batch: int, dim: int, length: int, n: int, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(0)
+
     def r(*shape):
         return torch.randn(*shape, generator=g).to(device)
+
     return {
-        "u": r(batch, dim, length), "delta": r(batch, dim, length) * 0.5,
-        "A": -torch.arange(1.0, n + 1).repeat(dim, 1).to(device), "B": r(batch, n, length),
-        "C": r(batch, n, length), "D": r(dim), "z": r(batch, dim, length),
+        "u": r(batch, dim, length),
+        "delta": r(batch, dim, length) * 0.5,
+        "A": -torch.arange(1.0, n + 1).repeat(dim, 1).to(device),
+        "B": r(batch, n, length),
+        "C": r(batch, n, length),
+        "D": r(dim),
+        "z": r(batch, dim, length),
         "delta_bias": r(dim) * 0.3,
     }
 
@@ -101,12 +107,18 @@ def bench_scans(args, device: torch.device) -> list[dict]:
                 for name, fn in scan_variants(device).items():
                     forward = partial(scan_forward, fn, inputs)
                     backward = partial(scan_backward, fn, leaves)
-                    rows.append({
-                        "bench": "scan", "variant": name, "batch": batch, "d_inner": dim,
-                        "length": length, "d_state": args.d_state,
-                        "forward_ms": time_ms(forward, device, args.repeats, args.warmup),
-                        "fwd_bwd_ms": time_ms(backward, device, args.repeats, args.warmup),
-                    })
+                    rows.append(
+                        {
+                            "bench": "scan",
+                            "variant": name,
+                            "batch": batch,
+                            "d_inner": dim,
+                            "length": length,
+                            "d_state": args.d_state,
+                            "forward_ms": time_ms(forward, device, args.repeats, args.warmup),
+                            "fwd_bwd_ms": time_ms(backward, device, args.repeats, args.warmup),
+                        }
+                    )
     return rows
 
 
@@ -127,24 +139,32 @@ def bench_mamba_stacks(args, device: torch.device) -> list[dict]:
                         layer.use_kernel = use_kernel
                 forward = partial(stacks_forward, stacks, x)
                 backward = partial(stacks_backward, stacks, x)
-                rows.append({
-                    "bench": "24 Mamba blocks", "variant": mode, "batch": clips,
-                    "d_model": d_model, "length": 5,
-                    "forward_ms": time_ms(forward, device, args.repeats, args.warmup),
-                    "fwd_bwd_ms": time_ms(backward, device, args.repeats, args.warmup),
-                })
+                rows.append(
+                    {
+                        "bench": "24 Mamba blocks",
+                        "variant": mode,
+                        "batch": clips,
+                        "d_model": d_model,
+                        "length": 5,
+                        "forward_ms": time_ms(forward, device, args.repeats, args.warmup),
+                        "fwd_bwd_ms": time_ms(backward, device, args.repeats, args.warmup),
+                    }
+                )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'bench':<18}{'variant':<17}{'batch':>6}{'dim':>6}{'L':>5}"
-              f"{'fwd ms':>10}{'f+b ms':>10}")
+    header = (
+        f"{'bench':<18}{'variant':<17}{'batch':>6}{'dim':>6}{'L':>5}{'fwd ms':>10}{'f+b ms':>10}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         dim = r.get("d_inner", r.get("d_model"))
-        print(f"{r['bench']:<18}{r['variant']:<17}{r['batch']:>6}{dim:>6}{r['length']:>5}"
-              f"{r['forward_ms']:>10.3f}{r['fwd_bwd_ms']:>10.3f}")
+        print(
+            f"{r['bench']:<18}{r['variant']:<17}{r['batch']:>6}{dim:>6}{r['length']:>5}"
+            f"{r['forward_ms']:>10.3f}{r['fwd_bwd_ms']:>10.3f}"
+        )
 
 
 def ints(text: str) -> list[int]:
@@ -152,8 +172,9 @@ def ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", help="write the results as JSON to this file")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (median)")
@@ -176,10 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
         rows += bench_mamba_stacks(args, device)
     print_table(rows)
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "mamba_kernel": HAS_MAMBA_KERNEL and device.type == "cuda",
-        "repeats": args.repeats, "rows": rows,
+        "torch": torch.__version__,
+        "mamba_kernel": HAS_MAMBA_KERNEL and device.type == "cuda",
+        "repeats": args.repeats,
+        "rows": rows,
     }
     if args.out:
         with open(args.out, "w") as fh:

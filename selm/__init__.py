@@ -8,14 +8,24 @@
 from selm.config import SelMConfig, get_config, preset_names
 
 __all__ = [
-    "SelMConfig", "get_config", "preset_names", "build_selm", "SelM", "SelMOutput",
-    "save_pretrained", "load_pretrained", "Predictor",
+    "SelMConfig",
+    "get_config",
+    "preset_names",
+    "build_selm",
+    "SelM",
+    "SelMOutput",
+    "save_pretrained",
+    "load_pretrained",
+    "Predictor",
 ]
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_selm": "selm.model", "SelM": "selm.model", "SelMOutput": "selm.model",
-    "save_pretrained": "selm.checkpoint", "load_pretrained": "selm.checkpoint",
+    "build_selm": "selm.model",
+    "SelM": "selm.model",
+    "SelMOutput": "selm.model",
+    "save_pretrained": "selm.checkpoint",
+    "load_pretrained": "selm.checkpoint",
     "Predictor": "selm.predictor",
 }
 

@@ -59,7 +59,11 @@ class LogMel(torch.nn.Module):
         # and the magnitude of a zero-padded frame does not depend on where the zeros sit.
         self.pad = pad
         self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=N_FFT, win_length=WINDOW, hop_length=HOP, center=False, power=1.0,
+            n_fft=N_FFT,
+            win_length=WINDOW,
+            hop_length=HOP,
+            center=False,
+            power=1.0,
             window_fn=torch.hann_window,  # periodic by default, as VGGish's
         )
         self.register_buffer("mel", vggish_mel_matrix(), persistent=False)

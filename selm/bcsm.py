@@ -59,8 +59,12 @@ class MambaStack(nn.Module):
         self.layers = nn.ModuleList(
             MambaLayer(
                 cfg.dim,
-                Mamba(cfg.dim, d_state=cfg.mamba_d_state, d_conv=cfg.mamba_d_conv,
-                      expand=cfg.mamba_expand),
+                Mamba(
+                    cfg.dim,
+                    d_state=cfg.mamba_d_state,
+                    d_conv=cfg.mamba_d_conv,
+                    expand=cfg.mamba_expand,
+                ),
                 cfg.bcsm_residual,
             )
             for _ in range(cfg.bcsm_depth)
@@ -94,8 +98,10 @@ class BCSM(nn.Module):
     def __init__(self, cfg: SelMConfig) -> None:
         super().__init__()
         if cfg.bcsm_depth < 1:
-            raise ValueError(f"BCSM: cfg.bcsm_depth={cfg.bcsm_depth} must be >= 1 (or set "
-                             "cfg.bcsm=False to drop the BCSM)")
+            raise ValueError(
+                f"BCSM: cfg.bcsm_depth={cfg.bcsm_depth} must be >= 1 (or set "
+                "cfg.bcsm=False to drop the BCSM)"
+            )
         self.dim = cfg.dim
         self.direction = cfg.bcsm_direction
         audio_selects_video = cfg.bcsm_direction in ("both", "a2v")
@@ -103,7 +109,8 @@ class BCSM(nn.Module):
         d = cfg.dim
         self.vis_linear = (
             nn.ModuleList(nn.Linear(d, d) for _ in range(NUM_LEVELS))
-            if video_selects_audio else None
+            if video_selects_audio
+            else None
         )
         self.video_encoder = _stacks(cfg) if video_selects_audio else None
         self.video_gated = _gates(d) if video_selects_audio else None
@@ -117,8 +124,10 @@ class BCSM(nn.Module):
             raise ValueError(f"BCSM: expected {NUM_LEVELS} feature levels, got {len(feats)}")
         for s, f in enumerate(feats):
             if f.dim() != 5 or f.shape[:3] != (*audio.shape[:2], self.dim):
-                raise ValueError(f"BCSM: feats[{s}] must be (B, T, D, h, w) with (B, T, D) = "
-                                 f"{(*audio.shape[:2], self.dim)}, got {tuple(f.shape)}")
+                raise ValueError(
+                    f"BCSM: feats[{s}] must be (B, T, D, h, w) with (B, T, D) = "
+                    f"{(*audio.shape[:2], self.dim)}, got {tuple(f.shape)}"
+                )
 
     def forward(
         self, feats: list[torch.Tensor], audio: torch.Tensor
@@ -136,12 +145,14 @@ class BCSM(nn.Module):
                 gate_a = self.audio_gated[s](self.audio_encoder[s](audio))  # (B, T, D)
                 selected = f + gate_a[..., None, None] * f
             out_feats.append(selected)
-            maps.append({
-                "norm_before": channel_norm(f),
-                "norm_after": channel_norm(selected),
-                "gate_audio": None if gate_a is None else gate_a.detach(),
-                "gate_video": None if gate_v is None else gate_v.detach(),
-            })
+            maps.append(
+                {
+                    "norm_before": channel_norm(f),
+                    "norm_after": channel_norm(selected),
+                    "gate_audio": None if gate_a is None else gate_a.detach(),
+                    "gate_video": None if gate_v is None else gate_v.detach(),
+                }
+            )
         if video_gates:
             audio = audio + torch.stack(video_gates).mean(dim=0) * audio
         return out_feats, audio, maps

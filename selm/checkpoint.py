@@ -32,8 +32,10 @@ def unwrap_state_dict(obj: object, wrappers: tuple[str, ...]) -> dict | None:
         if inner is None:
             break
         obj = inner
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(v, torch.Tensor) for v in obj.values()
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
     ):
         return None
     return {k.removeprefix("module."): v for k, v in obj.items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from selm.official_presets import OFFICIAL_PRESETS
@@ -76,7 +76,9 @@ class SelMConfig:
             if value not in allowed:
                 raise ValueError(f"SelMConfig.{name}={value!r}: expected one of {allowed}")
         if self.dim % 32:
-            raise ValueError(f"SelMConfig.dim={self.dim}: must be a multiple of 32 (GroupNorm(32, D))")
+            raise ValueError(
+                f"SelMConfig.dim={self.dim}: must be a multiple of 32 (GroupNorm(32, D))"
+            )
         if self.num_frames < 1 or self.num_tokens < 1 or self.num_classes < 1:
             raise ValueError("SelMConfig: num_frames, num_tokens and num_classes must be >= 1")
         if self.input_size % 32:
@@ -107,14 +109,14 @@ class SelMConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SelMConfig":
+    def from_dict(cls, values: dict[str, Any]) -> SelMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise KeyError(f"unknown SelMConfig key(s): {', '.join(unknown)}")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "SelMConfig":
+    def replace(self, **changes: Any) -> SelMConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
@@ -127,7 +129,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
     ),
     # trains from scratch on a CPU; checkpoint < 25 MB
     "selm_tiny": dict(
-        backbone="pvt_v2_b0", input_size=224, vggish="slim", freeze_vggish=False, dim=64,
+        backbone="pvt_v2_b0",
+        input_size=224,
+        vggish="slim",
+        freeze_vggish=False,
+        dim=64,
         mask_upsample_steps=2,
     ),
 }

@@ -112,13 +112,17 @@ def describe(state: dict[str, torch.Tensor]) -> dict[str, object]:
     """What a published state dict is: backbone, first decoder grid side, mask-head x2 steps
     and classes, read off its tensors (None where the file lacks the tensor)."""
     backbone = (
-        "r50" if any(k.startswith("resnet.") for k in state)
-        else "pvt" if any(k.startswith("encoder_backbone.") for k in state) else None
+        "r50"
+        if any(k.startswith("resnet.") for k in state)
+        else "pvt"
+        if any(k.startswith("encoder_backbone.") for k in state)
+        else None
     )
     pos = state.get("decoder.layers.0.positional_embedding")
     head = state.get("decoder.proj.audio_linear.weight")
     steps = sum(
-        1 for k, v in state.items()
+        1
+        for k, v in state.items()
         if re.fullmatch(r"decoder\.proj\.vis\.\d+\.0\.weight", k) and v.dim() == 4
     )
     classes = None
@@ -135,7 +139,9 @@ def describe(state: dict[str, torch.Tensor]) -> dict[str, object]:
 
 def _fits(facts: dict[str, object], cfg: SelMConfig) -> bool:
     return (facts["grid"], facts["steps"], facts["classes"]) == (
-        cfg.grids[0], cfg.mask_upsample_steps, cfg.num_classes
+        cfg.grids[0],
+        cfg.mask_upsample_steps,
+        cfg.num_classes,
     )
 
 
@@ -202,8 +208,10 @@ def map_official(
     if pvt:  # the original PVT-v2 layout, renamed by timm's own checkpoint filter
         filter_fn = getattr(sys.modules[type(timm_model).__module__], "checkpoint_filter_fn", None)
         if filter_fn is None:
-            raise ConversionError(f"timm's {type(timm_model).__name__} has no checkpoint filter "
-                                  "for the original PVT-v2 layout")
+            raise ConversionError(
+                f"timm's {type(timm_model).__name__} has no checkpoint filter "
+                "for the original PVT-v2 layout"
+            )
         origin = {id(t): k for k, t in pvt.items()}
         for key, tensor in filter_fn(dict(pvt), timm_model).items():
             if id(tensor) not in origin:
@@ -291,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     vggish = parser.add_mutually_exclusive_group()
     vggish.add_argument("--vggish-weights", type=Path, help=f"torchvggish's {VGGISH_FILE}")
     vggish.add_argument(
-        "--embeddings-only", action="store_true",
+        "--embeddings-only",
+        action="store_true",
         help="keep a random VGGish: the model then only works on precomputed embeddings",
     )
     args = parser.parse_args(argv)
@@ -310,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     for note in conversion.notes:
         print(note, file=sys.stderr)
     source = dict(
-        file=args.checkpoint.name, setting=args.setting, backbone=args.backbone,
-        preset=official_preset_name(args.setting, args.backbone), vggish=conversion.vggish,
+        file=args.checkpoint.name,
+        setting=args.setting,
+        backbone=args.backbone,
+        preset=official_preset_name(args.setting, args.backbone),
+        vggish=conversion.vggish,
     )
     try:
         save_pretrained(conversion.model, args.out, converted_from=source)

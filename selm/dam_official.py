@@ -56,7 +56,7 @@ def release_key(name: str) -> str:
     """Our tensor name inside an OfficialDAM (e.g. `a2v_key.weight`) -> the release's."""
     for ours, theirs in RELEASE_NAMES.items():
         if name == ours or name.startswith(ours + "."):
-            return theirs + name[len(ours):]
+            return theirs + name[len(ours) :]
     raise KeyError(f"{name!r} is not a tensor of OfficialDAM")
 
 
@@ -64,7 +64,7 @@ def our_key(name: str) -> str:
     """The release's tensor name inside `DAM_Fusion{s}.` -> ours (inverse of `release_key`)."""
     for ours, theirs in RELEASE_NAMES.items():
         if name == theirs or name.startswith(theirs + "."):
-            return ours + name[len(theirs):]
+            return ours + name[len(theirs) :]
     raise KeyError(f"{name!r} is not a tensor of the released DAM block")
 
 
@@ -126,9 +126,7 @@ class OfficialDAM(nn.Module):
         spread = torch.einsum("bns,bcs->bcn", sim, self.a2v_value(audio))  # (BT, C, HW)
         return _instance_norm(self.a2v_out(spread))
 
-    def v2a(
-        self, pixels: torch.Tensor, audio: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def v2a(self, pixels: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio-queried attention over the pixels: the residual (BT, D, S) for the audio and the
         attention (BT, S, HW), a softmax over HW."""
         q = self.v2a_query2(self.v2a_query(audio))  # (BT, D, S)

@@ -42,8 +42,10 @@ class Mamba(nn.Module):
     ) -> None:
         super().__init__()
         if min(d_model, d_state, d_conv, expand) < 1:
-            raise ValueError(f"Mamba: d_model={d_model}, d_state={d_state}, d_conv={d_conv}, "
-                             f"expand={expand} must all be >= 1")
+            raise ValueError(
+                f"Mamba: d_model={d_model}, d_state={d_state}, d_conv={d_conv}, "
+                f"expand={expand} must all be >= 1"
+            )
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
@@ -54,8 +56,9 @@ class Mamba(nn.Module):
 
         self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)  # -> (x, z)
         # depthwise, padded on both sides; keeping the first L outputs makes it causal
-        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, padding=d_conv - 1, groups=d_inner,
-                                bias=conv_bias)
+        self.conv1d = nn.Conv1d(
+            d_inner, d_inner, d_conv, padding=d_conv - 1, groups=d_inner, bias=conv_bias
+        )
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)  # -> (dt, B, C)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
 
@@ -83,8 +86,9 @@ class Mamba(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, d_model) -> (B, L, d_model); output t depends on inputs 0..t only."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"Mamba: expected input (batch, length, {self.d_model}), got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"Mamba: expected input (batch, length, {self.d_model}), got {tuple(x.shape)}"
+            )
         length = x.shape[1]
         xz = self.in_proj(x).transpose(1, 2)  # (B, 2*d_inner, L)
         u, z = xz.chunk(2, dim=1)  # (B, d_inner, L) each
@@ -94,8 +98,15 @@ class Mamba(nn.Module):
         dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (B, d_inner, L); bias in scan
         a = -torch.exp(self.A_log.float())  # (d_inner, N)
         y = selective_scan(
-            u, dt, a, b.transpose(1, 2), c.transpose(1, 2), self.D.float(), z=z,
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            u,
+            dt,
+            a,
+            b.transpose(1, 2),
+            c.transpose(1, 2),
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
             use_kernel=self.use_kernel,
         )  # (B, d_inner, L)
         return self.out_proj(y.transpose(1, 2))

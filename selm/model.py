@@ -21,7 +21,9 @@ class SelMOutput:
     logits: torch.Tensor  # (B, T, N, H, W): N = 1 binary, N = num_classes semantic
     hit_maps: list[torch.Tensor]  # 3 x (B, T, K, h, w): CLEVER token assignment, coarse to fine
     dam_maps: list[torch.Tensor] | None  # 4 x (B, T, h_s, w_s): DAM's V2A attention over pixels
-    bcsm: list[dict[str, torch.Tensor | None]]  # per level: norm_before/after (B,T,h,w), gates (B,T,D)
+    bcsm: list[
+        dict[str, torch.Tensor | None]
+    ]  # per level: norm_before/after (B,T,h,w), gates (B,T,D)
 
 
 class SelM(nn.Module):
@@ -56,7 +58,9 @@ class SelM(nn.Module):
         mask = None
         if frame_mask is not None:
             if frame_mask.shape != (b, t):
-                raise ValueError(f"frame_mask must be (B, T) = {(b, t)}, got {tuple(frame_mask.shape)}")
+                raise ValueError(
+                    f"frame_mask must be (B, T) = {(b, t)}, got {tuple(frame_mask.shape)}"
+                )
             mask = frame_mask.reshape(b * t).bool()
 
         feats, tokens, dam_maps = self.encoder(frames.flatten(0, 1), audio.flatten(0, 1), mask)
@@ -86,8 +90,7 @@ class SelM(nn.Module):
             dam_maps=None
             if dam_maps is None or any(m is None for m in dam_maps)
             else [
-                m.unflatten(0, (b, t)).unflatten(-1, f.shape[-2:])
-                for m, f in zip(dam_maps, feats)
+                m.unflatten(0, (b, t)).unflatten(-1, f.shape[-2:]) for m, f in zip(dam_maps, feats)
             ],
             bcsm=bcsm_maps,
         )

@@ -76,33 +76,42 @@ def linear_recurrence(a: torch.Tensor, b: torch.Tensor, method: str = "auto") ->
 def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> None:
     """Raise a ValueError naming the argument whose shape breaks selective_scan_fn's contract."""
     if u.dim() != 3:
-        raise ValueError(f"selective_scan: u must be (batch, channels, length), got "
-                         f"{tuple(u.shape)}")
+        raise ValueError(
+            f"selective_scan: u must be (batch, channels, length), got {tuple(u.shape)}"
+        )
     batch, dim, length = u.shape
     if length < 1:
         raise ValueError("selective_scan: the sequence is empty (length 0)")
     if delta.shape != u.shape:
-        raise ValueError(f"selective_scan: delta must have u's shape {tuple(u.shape)}, got "
-                         f"{tuple(delta.shape)}")
+        raise ValueError(
+            f"selective_scan: delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}"
+        )
     if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"selective_scan: A must be (channels={dim}, d_state), got "
-                         f"{tuple(A.shape)}")
+        raise ValueError(
+            f"selective_scan: A must be (channels={dim}, d_state), got {tuple(A.shape)}"
+        )
     if A.is_complex():
-        raise ValueError("selective_scan: complex A is not supported; pass a real (channels, "
-                         "d_state) matrix (Mamba uses A = -exp(A_log))")
+        raise ValueError(
+            "selective_scan: complex A is not supported; pass a real (channels, "
+            "d_state) matrix (Mamba uses A = -exp(A_log))"
+        )
     n = A.shape[1]
     for name, m in (("B", B), ("C", C)):
         if m.shape not in ((batch, n, length), (dim, n)):
-            raise ValueError(f"selective_scan: {name} must be (batch, d_state, length) = "
-                             f"{(batch, n, length)} or constant (channels, d_state) = {(dim, n)}, "
-                             f"got {tuple(m.shape)}")
+            raise ValueError(
+                f"selective_scan: {name} must be (batch, d_state, length) = "
+                f"{(batch, n, length)} or constant (channels, d_state) = {(dim, n)}, "
+                f"got {tuple(m.shape)}"
+            )
     for name, v in (("D", D), ("delta_bias", delta_bias)):
         if v is not None and v.shape != (dim,):
-            raise ValueError(f"selective_scan: {name} must be (channels,) = ({dim},), got "
-                             f"{tuple(v.shape)}")
+            raise ValueError(
+                f"selective_scan: {name} must be (channels,) = ({dim},), got {tuple(v.shape)}"
+            )
     if z is not None and z.shape != u.shape:
-        raise ValueError(f"selective_scan: z must have u's shape {tuple(u.shape)}, got "
-                         f"{tuple(z.shape)}")
+        raise ValueError(
+            f"selective_scan: z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}"
+        )
 
 
 def selective_scan_ref(
@@ -178,18 +187,25 @@ def selective_scan(
     if use_kernel is None:
         use_kernel = HAS_MAMBA_KERNEL and u.is_cuda and u.dtype in _KERNEL_DTYPES
     if not use_kernel:
-        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                  return_last_state)
+        return selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
     if not HAS_MAMBA_KERNEL:
-        raise RuntimeError("selective_scan(use_kernel=True): mamba_ssm is not importable; "
-                           "install mamba-ssm on a CUDA machine or pass use_kernel=None/False")
+        raise RuntimeError(
+            "selective_scan(use_kernel=True): mamba_ssm is not importable; "
+            "install mamba-ssm on a CUDA machine or pass use_kernel=None/False"
+        )
     if not u.is_cuda:
-        raise RuntimeError("selective_scan(use_kernel=True): the kernel needs CUDA tensors, got "
-                           f"u on {u.device}; move the inputs to CUDA or pass "
-                           "use_kernel=None/False")
+        raise RuntimeError(
+            "selective_scan(use_kernel=True): the kernel needs CUDA tensors, got "
+            f"u on {u.device}; move the inputs to CUDA or pass "
+            "use_kernel=None/False"
+        )
     if u.dtype not in _KERNEL_DTYPES:
-        raise RuntimeError("selective_scan(use_kernel=True): the kernel takes u in "
-                           f"{_KERNEL_DTYPES}, got {u.dtype}; cast u or pass use_kernel=None/False")
+        raise RuntimeError(
+            "selective_scan(use_kernel=True): the kernel takes u in "
+            f"{_KERNEL_DTYPES}, got {u.dtype}; cast u or pass use_kernel=None/False"
+        )
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     # the kernel wants delta, z and input-dependent B/C in u's dtype, everything else in float32
     f32 = torch.float32

@@ -92,4 +92,3 @@ def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
     # torchvggish's full model also holds its PCA buffers; post-processing is off here
     state = {k: v for k, v in state.items() if not k.startswith("pproc.")}
     load_state_strict(vggish, state, str(path), what=f"the official VGGish ({VGGISH_FILE})")
-

@@ -20,13 +20,17 @@ def _resume_config(run_dir: Path, overrides: list[str]):
 
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --resume takes the directory of a run "
-                                "started by `python -m train` (it holds config.yaml and last.pt)")
+        raise FileNotFoundError(
+            f"{path} not found: --resume takes the directory of a run "
+            "started by `python -m train` (it holds config.yaml and last.pt)"
+        )
     values = yaml.safe_load(path.read_text())
     extra = parse_set(overrides)
     if "model" in extra:
-        raise ValueError(f"--resume cannot change model fields ({', '.join(extra['model'])}): the "
-                         "saved weights belong to the saved architecture; start a new run")
+        raise ValueError(
+            f"--resume cannot change model fields ({', '.join(extra['model'])}): the "
+            "saved weights belong to the saved architecture; start a new run"
+        )
     values.update(extra)
     return config_from_dict(values, source=str(path))
 
@@ -34,15 +38,31 @@ def _resume_config(run_dir: Path, overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train", description="Train SelM.")
     p.add_argument("--config", help="YAML config (train/configs/*.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field, e.g. --set lr=1e-4 --set model.bcsm=false (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set lr=1e-4 --set model.bcsm=false (repeatable)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: the config's out_dir, "
-                                                    "else runs/<config name>)")
-    p.add_argument("--max-steps", type=int, help="stop (saving last.pt) after this many steps "
-                                                 "in total, counting steps before a resume")
-    p.add_argument("--time-limit", type=float, metavar="MIN",
-                   help="stop (saving last.pt) after this many minutes of this process")
+    p.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        help="run directory (default: the config's out_dir, else runs/<config name>)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="stop (saving last.pt) after this many steps in total, counting steps before a resume",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MIN",
+        help="stop (saving last.pt) after this many minutes of this process",
+    )
     a = p.parse_args(argv)
 
     if a.resume and a.config:
@@ -56,14 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(a.config, a.overrides)
         run_dir = Path(a.out or config.out_dir or "runs/run")
         if (run_dir / "last.pt").exists():
-            p.error(f"{run_dir} already holds a run (last.pt); continue it with --resume "
-                    f"{run_dir} or choose another directory with --out")
+            p.error(
+                f"{run_dir} already holds a run (last.pt); continue it with --resume "
+                f"{run_dir} or choose another directory with --out"
+            )
 
     from train.trainer import Trainer, TrainingDiverged
 
     main_process = int(os.environ.get("RANK", "0")) == 0
-    trainer = Trainer(config, run_dir=run_dir, resume=bool(a.resume), max_steps=a.max_steps,
-                      time_limit_min=a.time_limit)
+    trainer = Trainer(
+        config,
+        run_dir=run_dir,
+        resume=bool(a.resume),
+        max_steps=a.max_steps,
+        time_limit_min=a.time_limit,
+    )
     try:
         summary = trainer.fit()
     except TrainingDiverged as err:
@@ -73,13 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     if main_process:
         best = summary["best_" + trainer.metric_name]
         if summary["reason"] == "done" and best is not None:
-            print(f"done: best {trainer.metric_name} {best:.4f} at epoch {summary['best_epoch']}; "
-                  f"model in {run_dir / 'best'}")
+            print(
+                f"done: best {trainer.metric_name} {best:.4f} at epoch {summary['best_epoch']}; "
+                f"model in {run_dir / 'best'}"
+            )
         elif summary["reason"] == "done":
             print(f"done, without validation (val_split is empty); state in {run_dir / 'last.pt'}")
         else:
-            print(f"stopped ({summary['reason']}) at step {summary['step']}; continue with "
-                  f"python -m train --resume {run_dir}")
+            print(
+                f"stopped ({summary['reason']}) at step {summary['step']}; continue with "
+                f"python -m train --resume {run_dir}"
+            )
     return 0
 
 

@@ -38,9 +38,11 @@ class Report:
             self.unreadable.append(str(path))
 
     def format(self, max_problems: int = 20) -> str:
-        lines = [f"{self.setting}: CSV {self.csv_path}, data {self.data_dir}",
-                 "  clips: " + ", ".join(f"{s} {self.counts.get(s, 0)}" for s in self.counts),
-                 f"  files checked: {self.files_checked}"]
+        lines = [
+            f"{self.setting}: CSV {self.csv_path}, data {self.data_dir}",
+            "  clips: " + ", ".join(f"{s} {self.counts.get(s, 0)}" for s in self.counts),
+            f"  files checked: {self.files_checked}",
+        ]
         if self.ok:
             return "\n".join(lines + ["  OK: nothing missing or malformed"])
         lines.append(f"  {len(self.problems)} problem(s); the first {max_problems}:")
@@ -83,8 +85,10 @@ def _check_clip(report: Report, layout: Layout, rec: ClipRecord) -> None:
             if unknown:
                 report.add(path, f"{unknown} pixel(s) with colours outside the AVSS palette")
     if len(mask_sizes) > 1:
-        report.add(layout.mask_path(rec, rec.gt_frames[0]),
-                   f"masks of different sizes {sorted(mask_sizes)}")
+        report.add(
+            layout.mask_path(rec, rec.gt_frames[0]),
+            f"masks of different sizes {sorted(mask_sizes)}",
+        )
     if layout.has_log_mel:
         path = layout.pkl_path(rec)
         report.files_checked += 1
@@ -118,7 +122,10 @@ def _check_wav(report: Report, path: Path, required: bool) -> None:
 
 
 def check(
-    root: str | os.PathLike, setting: str, *, csv_path: str | os.PathLike | None = None,
+    root: str | os.PathLike,
+    setting: str,
+    *,
+    csv_path: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
 ) -> Report:
     """Check every file the CSV promises, and find clip folders the CSV does not list."""

@@ -177,7 +177,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set {item!r}: expected key=value (e.g. lr=1e-4, model.bcsm=false)")
         value = yaml.safe_load(text) if text.strip() else None
         if key.startswith("model."):
-            out.setdefault("model", {})[key[len("model."):]] = value
+            out.setdefault("model", {})[key[len("model.") :]] = value
         elif "." in key:
             raise KeyError(f"--set {item!r}: only model fields take a dotted key (model.NAME)")
         else:

@@ -134,8 +134,14 @@ class ShardedShuffleSampler(Sampler[int]):
     """
 
     def __init__(
-        self, num_samples: int, *, seed: int, rank: int = 0, world_size: int = 1,
-        shuffle: bool = True, pairs: bool = False,
+        self,
+        num_samples: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        pairs: bool = False,
     ) -> None:
         if num_samples < 1:
             raise ValueError("ShardedShuffleSampler: the data set is empty")

@@ -50,8 +50,10 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     missing = [k for k in _TENSOR_KEYS if k not in batch]
     if missing:
         raise KeyError(f"a batch lacks {missing}; data sets must give {_TENSOR_KEYS}")
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
 
 
 def build_eval_dataset(setting: str, root: str | Path, split: str, model_cfg, **options):
@@ -71,8 +73,9 @@ def predict_logits(model, batch: dict[str, Any], device: torch.device, amp: str 
     logits = logits.float()
     size = batch["masks"].shape[-2:]
     if logits.shape[-2:] != size:
-        logits = F.interpolate(logits.flatten(0, 1), size=size, mode="bilinear",
-                               align_corners=True).unflatten(0, logits.shape[:2])
+        logits = F.interpolate(
+            logits.flatten(0, 1), size=size, mode="bilinear", align_corners=True
+        ).unflatten(0, logits.shape[:2])
     return logits.cpu()
 
 
@@ -85,8 +88,13 @@ def binary_view(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor
 
 
 def evaluate_model(
-    model, loader: DataLoader, *, setting: str, device: torch.device | str = "cpu",
-    amp: str = "off", mask_dir: str | Path | None = None,
+    model,
+    loader: DataLoader,
+    *,
+    setting: str,
+    device: torch.device | str = "cpu",
+    amp: str = "off",
+    mask_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of `model` on `loader` (one loader batch = one legacy test batch).
 
@@ -104,8 +112,10 @@ def evaluate_model(
         masks = batch["masks"]
         keep = batch["has_gt"].bool() & batch["frame_mask"].bool()  # (B, T)
         if (logits.shape[2] > 1) != (setting == "avss"):
-            raise ValueError(f"a model with {logits.shape[2]} output channel(s) cannot be "
-                             f"evaluated on {setting}: S4/MS3 need 1, AVSS one per class")
+            raise ValueError(
+                f"a model with {logits.shape[2]} output channel(s) cannot be "
+                f"evaluated on {setting}: S4/MS3 need 1, AVSS one per class"
+            )
         clips_per_batch = clips_per_batch or len(masks)
         if logits.shape[2] > 1:
             if semantic is None:
@@ -142,7 +152,11 @@ def evaluate_model(
 
 
 def evaluate_counterfactual(
-    model, loader: DataLoader, *, device: torch.device | str = "cpu", amp: str = "off",
+    model,
+    loader: DataLoader,
+    *,
+    device: torch.device | str = "cpu",
+    amp: str = "off",
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Illusion numbers on one counterfactual set: pooled FPR = FP / negative pixels over the real
@@ -177,15 +191,27 @@ def save_masks(directory: str | Path, logits: torch.Tensor, batch: dict[str, Any
             if not batch["frame_mask"][i, t]:
                 continue
             x = logits[i, t]
-            mask = (x[0] > 0).numpy().astype(np.uint8) * 255 if x.shape[0] == 1 else (
-                x.argmax(0).numpy().astype(np.uint8))
+            mask = (
+                (x[0] > 0).numpy().astype(np.uint8) * 255
+                if x.shape[0] == 1
+                else (x.argmax(0).numpy().astype(np.uint8))
+            )
             Image.fromarray(mask).save(folder / f"{name}_{t + 1}.png")
 
 
 def evaluate_checkpoint(
-    checkpoint: str, data_root: str | Path, setting: str, *, split: str = "test",
-    batch_size: int = 2, device: str = "auto", amp: str = "off", num_workers: int = 0,
-    mask_dir: str | Path | None = None, counterfactual: bool = True, audio: str | None = None,
+    checkpoint: str,
+    data_root: str | Path,
+    setting: str,
+    *,
+    split: str = "test",
+    batch_size: int = 2,
+    device: str = "auto",
+    amp: str = "off",
+    num_workers: int = 0,
+    mask_dir: str | Path | None = None,
+    counterfactual: bool = True,
+    audio: str | None = None,
 ) -> dict[str, Any]:
     """The full report for one checkpoint on one data root (see the module docstring)."""
     from selm.checkpoint import load_pretrained
@@ -197,14 +223,23 @@ def evaluate_checkpoint(
 
     def loader(root: Path) -> DataLoader:
         data = build_eval_dataset(setting, root, split, cfg, **({"audio": audio} if audio else {}))
-        return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                          pin_memory=dev.type == "cuda")
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=dev.type == "cuda",
+        )
 
     report: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "data_root": str(data_root), "setting": setting,
-        "split": split, "batch_size": batch_size,
-        "metrics": evaluate_model(model, loader(Path(data_root)), setting=setting, device=dev,
-                                  amp=amp, mask_dir=mask_dir),
+        "checkpoint": str(checkpoint),
+        "data_root": str(data_root),
+        "setting": setting,
+        "split": split,
+        "batch_size": batch_size,
+        "metrics": evaluate_model(
+            model, loader(Path(data_root)), setting=setting, device=dev, amp=amp, mask_dir=mask_dir
+        ),
         "counterfactual": {},
     }
     if counterfactual:
@@ -212,7 +247,8 @@ def evaluate_checkpoint(
             root = Path(data_root) / "counterfactual" / kind
             if root.is_dir():
                 report["counterfactual"][kind] = evaluate_counterfactual(
-                    model, loader(root), device=dev, amp=amp)
+                    model, loader(root), device=dev, amp=amp
+                )
     report["definitions"] = DEFINITIONS
     return report
 
@@ -227,34 +263,63 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="data root (AVSBench or AVS-Synth)")
     p.add_argument("--setting", required=True, choices=("s4", "ms3", "avss"))
     p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=2,
-                   help="clips per test batch; the legacy M_J/M_F depend on it (release: 2)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=2,
+        help="clips per test batch; the legacy M_J/M_F depend on it (release: 2)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"))
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--audio", choices=("pkl", "wav"),
-                   help="log-mel from the pickles or the wavs (default: the layout's own)")
-    p.add_argument("--out", help="JSON report path (default: eval_<setting>_<split>.json in the "
-                                 "checkpoint dir, or here for a hub id)")
+    p.add_argument(
+        "--audio",
+        choices=("pkl", "wav"),
+        help="log-mel from the pickles or the wavs (default: the layout's own)",
+    )
+    p.add_argument(
+        "--out",
+        help="JSON report path (default: eval_<setting>_<split>.json in the "
+        "checkpoint dir, or here for a hub id)",
+    )
     p.add_argument("--save-masks", metavar="DIR", help="also write the predicted masks as PNGs")
-    p.add_argument("--no-counterfactual", action="store_true",
-                   help="skip the counterfactual sets even if the data root has them")
+    p.add_argument(
+        "--no-counterfactual",
+        action="store_true",
+        help="skip the counterfactual sets even if the data root has them",
+    )
     a = p.parse_args(argv)
     report = evaluate_checkpoint(
-        a.checkpoint, a.data, a.setting, split=a.split, batch_size=a.batch_size, device=a.device,
-        amp=a.amp, num_workers=a.num_workers, mask_dir=a.save_masks,
-        counterfactual=not a.no_counterfactual, audio=a.audio,
+        a.checkpoint,
+        a.data,
+        a.setting,
+        split=a.split,
+        batch_size=a.batch_size,
+        device=a.device,
+        amp=a.amp,
+        num_workers=a.num_workers,
+        mask_dir=a.save_masks,
+        counterfactual=not a.no_counterfactual,
+        audio=a.audio,
     )
     ckpt = Path(a.checkpoint)
-    out = Path(a.out) if a.out else (ckpt if ckpt.is_dir() else Path(".")) / (
-        f"eval_{a.setting}_{a.split}.json")
+    out = (
+        Path(a.out)
+        if a.out
+        else (ckpt if ckpt.is_dir() else Path(".")) / (f"eval_{a.setting}_{a.split}.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["metrics"]
-    keys = ("miou_legacy", "fscore_legacy", "miou_pooled") if a.setting == "avss" else (
-        "j_legacy", "f_legacy", "j_frame_mean", "f_frame_mean", "f_dataset")
-    print(f"{a.setting} {a.split} ({m['legacy_batch_size']} clips per legacy batch): "
-          + ", ".join(f"{k} {m[k]:.4f}" for k in keys))
+    keys = (
+        ("miou_legacy", "fscore_legacy", "miou_pooled")
+        if a.setting == "avss"
+        else ("j_legacy", "f_legacy", "j_frame_mean", "f_frame_mean", "f_dataset")
+    )
+    print(
+        f"{a.setting} {a.split} ({m['legacy_batch_size']} clips per legacy batch): "
+        + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
+    )
     for kind, r in report["counterfactual"].items():
         extra = f", J vs recomputed GT {r['j_frame_mean']:.4f}" if not r["gt_empty"] else ""
         print(f"  counterfactual {kind}: FPR {r['fpr']:.4f}{extra}")

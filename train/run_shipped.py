@@ -21,8 +21,13 @@ from pathlib import Path
 from train.config import load_config
 from train.evaluate import COUNTERFACTUAL_SETS, evaluate_checkpoint
 
-SHIPPED = ("synth_tiny", "synth_tiny_no_bcsm", "synth_tiny_no_dam", "synth_tiny_a2v",
-           "synth_tiny_no_aux")
+SHIPPED = (
+    "synth_tiny",
+    "synth_tiny_no_bcsm",
+    "synth_tiny_no_dam",
+    "synth_tiny_a2v",
+    "synth_tiny_no_aux",
+)
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -35,14 +40,31 @@ def finished(run_dir: Path) -> bool:
     return bool(stops) and stops[-1].get("reason") == "done"
 
 
-def train_command(config: Path, run_dir: Path, data: str, nproc: int, time_limit: float | None,
-                  overrides: list[str]) -> list[str]:
-    launcher = [sys.executable, "-m", "train"] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={nproc}", "-m", "train"]
+def train_command(
+    config: Path,
+    run_dir: Path,
+    data: str,
+    nproc: int,
+    time_limit: float | None,
+    overrides: list[str],
+) -> list[str]:
+    launcher = (
+        [sys.executable, "-m", "train"]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "train",
+        ]
+    )
     if (run_dir / "last.pt").exists():
-        args = ["--resume", str(run_dir)] + [a for o in overrides if not o.startswith("model.")
-                                             for a in ("--set", o)]
+        args = ["--resume", str(run_dir)] + [
+            a for o in overrides if not o.startswith("model.") for a in ("--set", o)
+        ]
     else:
         args = ["--config", str(config), "--out", str(run_dir), "--set", f"data_root={data}"]
         args += [a for o in overrides for a in ("--set", o)]
@@ -61,8 +83,16 @@ def fresh_test_set(out: Path, data: Path, seed: int, clips: int, settings: set[s
         return root
     meta = data / "metadata.json"
     size = json.loads(meta.read_text())["size"] if meta.is_file() else 224
-    generate(root, seed=seed, size=size, layouts=sorted(settings), counterfactuals=True,
-             sizes={"train": 0, "val": 0, "test": clips}, progress=False, overwrite=True)
+    generate(
+        root,
+        seed=seed,
+        size=size,
+        layouts=sorted(settings),
+        counterfactuals=True,
+        sizes={"train": 0, "val": 0, "test": clips},
+        progress=False,
+        overwrite=True,
+    )
     return root
 
 
@@ -74,18 +104,26 @@ def table(rows: list[tuple[str, dict]]) -> str:
     for name, r in rows:
         m = r["metrics"].get("foreground", r["metrics"])
         cf = r["counterfactual"]
-        cells = [name, r["setting"], m["j_legacy"], m["f_legacy"], m["j_frame_mean"],
-                 m["f_frame_mean"]]
+        cells = [
+            name,
+            r["setting"],
+            m["j_legacy"],
+            m["f_legacy"],
+            m["j_frame_mean"],
+            m["f_frame_mean"],
+        ]
         cells += [cf[k]["fpr"] if k in cf else "-" for k in COUNTERFACTUAL_SETS]
         cells.append(cf.get("swapped", {}).get("j_frame_mean", "-"))
-        lines.append("| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c)
-                                       for c in cells) + " |")
+        lines.append(
+            "| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.run_shipped",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m train.run_shipped", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--data", required=True, help="AVS-Synth training root")
     p.add_argument("--out", default="runs/shipped")
     p.add_argument("--configs", nargs="+", default=list(SHIPPED), help="config names or files")
@@ -119,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_checkpoint(str(run_dir / "best"), test_root, setting, device=a.device)
         (run_dir / f"eval_test_seed{a.test_seed}.json").write_text(json.dumps(report, indent=2))
         rows.append((config.stem, report))
-    text = (f"# Shipped models on AVS-Synth test seed {a.test_seed}\n\nLegacy numbers with "
-            "2 clips per test batch; FPR = false-positive pixels / negative pixels.\n\n"
-            + table(rows))
+    text = (
+        f"# Shipped models on AVS-Synth test seed {a.test_seed}\n\nLegacy numbers with "
+        "2 clips per test batch; FPR = false-positive pixels / negative pixels.\n\n" + table(rows)
+    )
     (out / "results.md").write_text(text)
     print(text)
     return 0 if len(rows) == len(configs) else 1

@@ -35,8 +35,13 @@ def capture_rng() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "state": list(py_state), "gauss": gauss},
     }
 
@@ -71,8 +76,9 @@ def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> d
     except Exception as err:  # truncated file, foreign pickle: say which file and why
         raise RuntimeError(f"{path}: cannot read the training state ({err})") from err
     if state.get("format") != STATE_FORMAT:
-        raise RuntimeError(f"{path}: training state format {state.get('format')!r}, expected "
-                           f"{STATE_FORMAT}")
+        raise RuntimeError(
+            f"{path}: training state format {state.get('format')!r}, expected {STATE_FORMAT}"
+        )
     return state
 
 
@@ -97,8 +103,11 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is a training extra: log without it
-                print("tensorboard is not installed (pip install tensorboard); logging to "
-                      f"{self.path} only", file=sys.stderr)
+                print(
+                    "tensorboard is not installed (pip install tensorboard); logging to "
+                    f"{self.path} only",
+                    file=sys.stderr,
+                )
             else:
                 self.writer = SummaryWriter(str(run_dir / "tb"))
 
@@ -109,8 +118,9 @@ class RunLog:
         with self.path.open("a") as f:
             f.write(json.dumps(entry, default=_plain) + "\n")
 
-    def train_step(self, parts: dict[str, float], step: int, epoch: int, every: int, dist,
-                   flush: bool = False) -> None:
+    def train_step(
+        self, parts: dict[str, float], step: int, epoch: int, every: int, dist, flush: bool = False
+    ) -> None:
         """Average the loss parts over `every` steps (or up to `flush`, the epoch's end) and all
         processes, then write them. Every process calls this at every step."""
         for k, v in parts.items():
@@ -121,8 +131,11 @@ class RunLog:
         from train.distributed import all_reduce
 
         names = sorted(self._sums)
-        mean = all_reduce(torch.tensor([self._sums[k] / self._count for k in names],
-                                       dtype=torch.float64), dist, "mean")
+        mean = all_reduce(
+            torch.tensor([self._sums[k] / self._count for k in names], dtype=torch.float64),
+            dist,
+            "mean",
+        )
         values = dict(zip(names, mean.tolist()))
         self._sums, self._count = {}, 0
         self.record({"event": "train", "epoch": epoch + 1, "step": step, **values})
@@ -147,8 +160,13 @@ class RunLog:
             return _NoBar()
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                    dynamic_ncols=True, leave=False)
+        return tqdm(
+            total=total,
+            initial=done,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def close(self) -> None:
         if self.writer is not None:

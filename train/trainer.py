@@ -49,8 +49,13 @@ class Trainer:
     time limit (minutes of this process) or SIGTERM/SIGINT; every stop saves `last.pt` first."""
 
     def __init__(
-        self, config: TrainConfig, *, run_dir: str | Path, resume: bool = False,
-        max_steps: int | None = None, time_limit_min: float | None = None,
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path,
+        resume: bool = False,
+        max_steps: int | None = None,
+        time_limit_min: float | None = None,
     ) -> None:
         if config.data_root is None:
             raise ValueError(
@@ -79,11 +84,15 @@ class Trainer:
 
         self.train_set = self._dataset(config.train_split, augment=config.augment)
         self.sampler = ShardedShuffleSampler(
-            len(self.train_set), seed=config.seed, rank=self.dist.rank,
-            world_size=self.dist.world_size, pairs=True,
+            len(self.train_set),
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            pairs=True,
         )
-        self.loader = self._loader(EpochSeeded(self.train_set, config.seed), config.batch_size,
-                                   self.sampler)
+        self.loader = self._loader(
+            EpochSeeded(self.train_set, config.seed), config.batch_size, self.sampler
+        )
         self.val_loader = None
         if self.dist.is_main and config.val_split:
             val_set = self._dataset(config.val_split)
@@ -106,16 +115,21 @@ class Trainer:
         c, options = self.cfg, dict(self.cfg.data_options)
         if cached and self._uses_cache():
             options.update(audio="vggish", vggish_cache=c.vggish_cache)
-        return build_dataset(c.setting, c.data_root, split, config=self.model_cfg,
-                             augment=augment, **options)
+        return build_dataset(
+            c.setting, c.data_root, split, config=self.model_cfg, augment=augment, **options
+        )
 
     def _uses_cache(self) -> bool:
         return bool(self.cfg.vggish_cache) and self.model_cfg.freeze_vggish
 
     def _vggish_without_weights(self) -> bool:
         m = self.model_cfg
-        return (m.freeze_vggish and m.vggish == "official" and not m.vggish_weights
-                and not self.cfg.init_from)
+        return (
+            m.freeze_vggish
+            and m.vggish == "official"
+            and not m.vggish_weights
+            and not self.cfg.init_from
+        )
 
     def _fill_vggish_cache(self, model) -> None:
         """Refuse to train on a frozen random VGGish; write the cached VGGish embeddings of the
@@ -142,8 +156,13 @@ class Trainer:
     def _loader(self, dataset, batch_size: int, sampler) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.cfg.seed),  # not the global generator
         )
 
@@ -152,10 +171,15 @@ class Trainer:
         rng = all_gather_objects(capture_rng(), self.dist)  # every process's generators
         return {
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step, "best_value": self.best_value,
-            "best_epoch": self.best_epoch, "world_size": self.dist.world_size, "rng": rng,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "world_size": self.dist.world_size,
+            "rng": rng,
             "config": self.cfg.to_dict(),
         }
 
@@ -175,8 +199,11 @@ class Trainer:
         if state["world_size"] == self.dist.world_size:
             restore_rng(state["rng"][self.dist.rank])
         else:  # a different process count cannot replay the same noise; say so and go on
-            print(f"resume: the run had {state['world_size']} processes, now "
-                  f"{self.dist.world_size}; random generators are re-seeded", flush=True)
+            print(
+                f"resume: the run had {state['world_size']} processes, now "
+                f"{self.dist.world_size}; random generators are re-seeded",
+                flush=True,
+            )
             seed_all(self.cfg.seed + 7919 * self.global_step + self.dist.rank)
 
     # --- stepping ---
@@ -231,8 +258,9 @@ class Trainer:
         if self._stop_reason == "signal":
             raise KeyboardInterrupt
         self._stop_reason = "signal"
-        print("\nstopping after this step (saving last.pt); press Ctrl-C again to abort",
-              flush=True)
+        print(
+            "\nstopping after this step (saving last.pt); press Ctrl-C again to abort", flush=True
+        )
 
     def fit(self) -> dict:
         """Train; returns a summary (best metric and epoch, global step, why it stopped)."""
@@ -245,8 +273,9 @@ class Trainer:
         try:
             return self._fit(started)
         except TrainingDiverged as err:
-            self.log.record({"event": "stop", "reason": "nan", "step": self.global_step,
-                             "message": str(err)})
+            self.log.record(
+                {"event": "stop", "reason": "nan", "step": self.global_step, "message": str(err)}
+            )
             raise
         finally:
             for s, handler in previous.items():
@@ -257,8 +286,15 @@ class Trainer:
     def _fit(self, started: float) -> dict:
         cfg = self.cfg
         steps_per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
-        self.log.record({"event": "start", "step": self.global_step, "epoch": self.epoch,
-                         "world_size": self.dist.world_size, "steps_per_epoch": steps_per_epoch})
+        self.log.record(
+            {
+                "event": "start",
+                "step": self.global_step,
+                "epoch": self.epoch,
+                "world_size": self.dist.world_size,
+                "steps_per_epoch": steps_per_epoch,
+            }
+        )
         while self.epoch < cfg.epochs and self._stop_reason is None:
             self._set_backbone_frozen(self.epoch)
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
@@ -269,8 +305,14 @@ class Trainer:
                 parts = self.train_step(batch)
                 self.step_in_epoch += 1
                 self.global_step += 1
-                self.log.train_step(parts, self.global_step, self.epoch, cfg.log_every, self.dist,
-                                    flush=self.step_in_epoch == steps_per_epoch)
+                self.log.train_step(
+                    parts,
+                    self.global_step,
+                    self.epoch,
+                    cfg.log_every,
+                    self.dist,
+                    flush=self.step_in_epoch == steps_per_epoch,
+                )
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.4f}")
                 if self._should_stop(started) and self.step_in_epoch < steps_per_epoch:
@@ -287,26 +329,40 @@ class Trainer:
             self._should_stop(started)
         reason = "done" if self.epoch >= cfg.epochs else self._stop_reason or "done"
         best = self.best_value if math.isfinite(self.best_value) else None  # None: not validated
-        summary = {"event": "stop", "reason": reason, "epoch": self.epoch,
-                   "step": self.global_step, "best_" + self.metric_name: best,
-                   "best_epoch": self.best_epoch}
+        summary = {
+            "event": "stop",
+            "reason": reason,
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "best_" + self.metric_name: best,
+            "best_epoch": self.best_epoch,
+        }
         self.log.record(summary)
         return summary
 
     def _validate(self) -> None:
         if self.dist.is_main and self.val_loader is not None:
             metrics = evaluate_model(
-                self.model, self.val_loader, setting=self.cfg.setting, device=self.device,
+                self.model,
+                self.val_loader,
+                setting=self.cfg.setting,
+                device=self.device,
                 amp=self.cfg.amp,
             )
             value = metrics[self.metric_name]
             improved = value > self.best_value
             if improved:
                 self.best_value, self.best_epoch = value, self.epoch
-                save_pretrained(self.model, self.run_dir / "best", training={
-                    "setting": self.cfg.setting, "epoch": self.epoch, "step": self.global_step,
-                    self.metric_name: value,
-                })
+                save_pretrained(
+                    self.model,
+                    self.run_dir / "best",
+                    training={
+                        "setting": self.cfg.setting,
+                        "epoch": self.epoch,
+                        "step": self.global_step,
+                        self.metric_name: value,
+                    },
+                )
             self.log.validation(metrics, self.global_step, self.epoch, improved)
         barrier(self.dist)
         self.best_value, self.best_epoch = (  # every process agrees on the best so far

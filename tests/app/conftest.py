@@ -36,8 +36,15 @@ GREY_BOX = (slice(16, 48), slice(56, 88))  # 32 x 32, brightness 150/255 = 0.59
 SILENCE = math.log(0.01)  # log-mel of a zero signal (selm.audio.LOG_OFFSET)
 
 
-def write_clip(path: Path, *, seconds: float = 3.0, fps: int = 8, size=(WIDTH, HEIGHT),
-               audio: str | None = "tone", grey: bool = True) -> Path:
+def write_clip(
+    path: Path,
+    *,
+    seconds: float = 3.0,
+    fps: int = 8,
+    size=(WIDTH, HEIGHT),
+    audio: str | None = "tone",
+    grey: bool = True,
+) -> Path:
     """An mp4: dark background, a white box, optionally a grey box; a 440 Hz tone, silence or no
     audio track (audio=None)."""
     width, height = size
@@ -85,8 +92,9 @@ class FakeSelM(torch.nn.Module):
         sounding = audio.flatten(2).amax(-1) > SILENCE + 1.0  # (B, T)
         if not self.listens:
             sounding = torch.ones_like(sounding)
-        logits = torch.where(sounding[..., None, None, None], 20 * (bright - 0.5),
-                             torch.full_like(bright, -8.0))
+        logits = torch.where(
+            sounding[..., None, None, None], 20 * (bright - 0.5), torch.full_like(bright, -8.0)
+        )
         b, t, _, s, _ = frames.shape
 
         def pooled(stride):  # (B, T, s / stride, s / stride)
@@ -94,8 +102,15 @@ class FakeSelM(torch.nn.Module):
 
         hits = [torch.stack([pooled(k), 1 - pooled(k)], 2) for k in (16, 8, 4)]
         levels = [pooled(k) for k in (4, 8, 16, 32)]
-        bcsm = [{"norm_before": m, "norm_after": m * sounding[..., None, None],
-                 "gate_audio": None, "gate_video": None} for m in levels]
+        bcsm = [
+            {
+                "norm_before": m,
+                "norm_after": m * sounding[..., None, None],
+                "gate_audio": None,
+                "gate_video": None,
+            }
+            for m in levels
+        ]
         return SimpleNamespace(logits=logits, hit_maps=hits, dam_maps=levels, bcsm=bcsm)
 
 
@@ -114,8 +129,13 @@ def media_dir(tmp_path_factory) -> Path:
 def kit() -> SimpleNamespace:
     """This file's helpers for the test modules: `from conftest import ...` would be ambiguous,
     since other test folders have a conftest.py too."""
-    return SimpleNamespace(write_clip=write_clip, reference_masks=reference_masks,
-                           FakeSelM=FakeSelM, width=WIDTH, height=HEIGHT)
+    return SimpleNamespace(
+        write_clip=write_clip,
+        reference_masks=reference_masks,
+        FakeSelM=FakeSelM,
+        width=WIDTH,
+        height=HEIGHT,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +168,9 @@ def tiny_checkpoints(tmp_path_factory) -> list[Path]:
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        paths.append(save_pretrained(build_selm("selm_tiny", input_size=64),
-                                     root / f"selm-tiny-{seed}"))
+        paths.append(
+            save_pretrained(build_selm("selm_tiny", input_size=64), root / f"selm-tiny-{seed}")
+        )
     return paths
 
 
@@ -160,8 +181,12 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
     examples = tmp_path_factory.mktemp("examples")
     write_clip(examples / "boxes.mp4", seconds=5.0)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg",
-           "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")),
+    }
     env.pop("SPACE_ID", None)
     log = open(tmp_path_factory.mktemp("logs") / "app.log", "w+")  # noqa: SIM115
     cmd = [sys.executable, "app.py", "--port", str(port), "--examples-dir", str(examples)]
@@ -182,8 +207,9 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
                 if time.perf_counter() - started > 180:
                     pytest.fail("app.py did not answer within 180 s")
                 time.sleep(0.5)
-        yield SimpleNamespace(url=url, examples=examples, startup=time.perf_counter() - started,
-                              log=log)
+        yield SimpleNamespace(
+            url=url, examples=examples, startup=time.perf_counter() - started, log=log
+        )
     finally:
         proc.terminate()
         try:

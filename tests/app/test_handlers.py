@@ -46,13 +46,19 @@ def test_run_with_muted_or_noise_audio(fake_predictor, media_dir, kind, sounds):
 def test_run_with_uploaded_audio_and_example_audio(fake_predictor, media_dir, tmp_path):
     tone = np.sin(2 * np.pi * 300 * np.arange(16000 * 3) / 16000).astype(np.float32) * 0.2
     soundfile.write(tmp_path / "voice.wav", tone, 16000)
-    pred = run(fake_predictor, media_dir / "silent.mp4",
-               AudioRequest("upload", upload=str(tmp_path / "voice.wav")))
+    pred = run(
+        fake_predictor,
+        media_dir / "silent.mp4",
+        AudioRequest("upload", upload=str(tmp_path / "voice.wav")),
+    )
     assert pred.audio_label == "voice.wav"
     np.testing.assert_allclose(pred.waveform, tone, atol=1e-4)  # the file, as heard
     assert pred.masks(0.5).all(axis=(1, 2)).sum() == 0 and pred.masks(0.5).any()
-    pred = run(fake_predictor, media_dir / "silent.mp4",
-               AudioRequest("example", example=str(media_dir / "tone.mp4")))
+    pred = run(
+        fake_predictor,
+        media_dir / "silent.mp4",
+        AudioRequest("example", example=str(media_dir / "tone.mp4")),
+    )
     assert pred.audio_label == "tone.mp4" and pred.masks(0.5).any()
     # a silent clip with its own (silent) audio: nothing sounds
     assert not run(fake_predictor, media_dir / "silent.mp4").masks(0.5).any()
@@ -60,8 +66,9 @@ def test_run_with_uploaded_audio_and_example_audio(fake_predictor, media_dir, tm
 
 def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit):
     seen = []
-    pred = run(fake_predictor, media_dir / "seven_seconds.mp4",
-               progress=lambda f, m: seen.append((f, m)))
+    pred = run(
+        fake_predictor, media_dir / "seven_seconds.mp4", progress=lambda f, m: seen.append((f, m))
+    )
     assert len(pred.frames) == 7 and fake_predictor.model.calls == 2  # windows of 5 seconds
     assert [f for f, _ in seen] == [0.5, 1.0]
     assert all(iou(m, kit.reference_masks(0.5)) > 0.9 for m in pred.masks(0.5))
@@ -107,8 +114,9 @@ def test_redraw_uses_the_stored_prediction_not_the_model(fake_predictor, media_d
 @pytest.mark.parametrize("listens", [True, False])
 def test_illusion_probe(media_dir, tmp_path, listens, kit):
     predictor = Predictor(kit.FakeSelM(listens=listens))
-    with_audio, muted = handlers.probe_illusion(predictor, media_dir / "tone.mp4",
-                                                limits=LIMITS, max_side=480)
+    with_audio, muted = handlers.probe_illusion(
+        predictor, media_dir / "tone.mp4", limits=LIMITS, max_side=480
+    )
     assert with_audio.audio_label == "original" and muted.audio_label == "mute"
     view = handlers.show_illusion(with_audio, muted, threshold=0.5, workdir=tmp_path)
     expected = 0.0 if listens else kit.reference_masks(0.5).mean()
@@ -119,15 +127,20 @@ def test_illusion_probe(media_dir, tmp_path, listens, kit):
 
 def test_illusion_probe_needs_an_audio_track(fake_predictor, media_dir):
     with pytest.raises(DemoError, match="no audio track"):
-        handlers.probe_illusion(fake_predictor, media_dir / "no_audio.mp4", limits=LIMITS,
-                                max_side=480)
+        handlers.probe_illusion(
+            fake_predictor, media_dir / "no_audio.mp4", limits=LIMITS, max_side=480
+        )
 
 
 def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     listening, deaf = Predictor(kit.FakeSelM()), Predictor(kit.FakeSelM(listens=False))
-    a, b = handlers.compare_checkpoints([("listens", listening), ("deaf", deaf)],
-                                        media_dir / "tone.mp4", AudioRequest("mute"),
-                                        limits=LIMITS, max_side=480)
+    a, b = handlers.compare_checkpoints(
+        [("listens", listening), ("deaf", deaf)],
+        media_dir / "tone.mp4",
+        AudioRequest("mute"),
+        limits=LIMITS,
+        max_side=480,
+    )
     view = handlers.show_compare(a, b, ("listens", "deaf"), threshold=0.5, workdir=tmp_path)
     area_a, area_b, agreement = (np.asarray(trace.y) for trace in view.plot.data)
     np.testing.assert_allclose(area_a, 0.0)
@@ -158,15 +171,19 @@ def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, 
 
 # ---- bad input: every case gets a DemoError whose message says what to do ----
 
+
 def test_no_video(fake_predictor):
     with pytest.raises(DemoError, match="upload a video or pick one of the examples"):
         run(fake_predictor, None)
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", "empty"),
-    (b"this is a text file, not a video\n" * 20, "not a video the demo can read"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "empty"),
+        (b"this is a text file, not a video\n" * 20, "not a video the demo can read"),
+    ],
+)
 def test_non_media_upload(fake_predictor, tmp_path, content, match):
     path = tmp_path / "notes.mp4"
     path.write_bytes(content)

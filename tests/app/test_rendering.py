@@ -14,8 +14,9 @@ from selm.predictor import Prediction
 WIDTH, HEIGHT = 96, 64  # the hand-made predictions' frame size
 
 
-def prediction(source, *, num_classes=1, with_dam=True, with_bcsm=True, seconds=3,
-               size=(WIDTH, HEIGHT)) -> Prediction:
+def prediction(
+    source, *, num_classes=1, with_dam=True, with_bcsm=True, seconds=3, size=(WIDTH, HEIGHT)
+) -> Prediction:
     """A hand-made Prediction: left half of every frame certain (p = 0.9), right half 0.1."""
     width, height = size
     probs = np.full((seconds, num_classes, height, width), 0.1, np.float32)
@@ -24,18 +25,27 @@ def prediction(source, *, num_classes=1, with_dam=True, with_bcsm=True, seconds=
         probs[:, :] = 0.0
         probs[:, 2, :, : width // 2] = 1.0
         probs[:, 0, :, width // 2 :] = 1.0
-    levels = [np.random.default_rng(i).random((seconds, 8 // 2**i + 1, 8 // 2**i + 1),
-                                              dtype=np.float32) for i in range(4)]
+    levels = [
+        np.random.default_rng(i).random((seconds, 8 // 2**i + 1, 8 // 2**i + 1), dtype=np.float32)
+        for i in range(4)
+    ]
     return Prediction(
         frames=np.zeros((seconds, height, width, 3), np.uint8),
         times=np.arange(seconds) + 0.875,
         probs=probs,
         hit_maps=[np.zeros((seconds, 2, s, s), np.float32) for s in (2, 4, 8)],
         dam_maps=levels if with_dam else None,
-        bcsm=[{"norm_before": m, "norm_after": m, "gate_audio": None, "gate_video": None}
-              for m in levels] if with_bcsm else None,
+        bcsm=[
+            {"norm_before": m, "norm_after": m, "gate_audio": None, "gate_video": None}
+            for m in levels
+        ]
+        if with_bcsm
+        else None,
         waveform=np.zeros(seconds * 16000, np.float32),
-        audio_label="mute", fps=8.0, source=str(source), duration=float(seconds),
+        audio_label="mute",
+        fps=8.0,
+        source=str(source),
+        duration=float(seconds),
     )
 
 
@@ -47,10 +57,16 @@ def test_segmented_fraction_by_hand():
     np.testing.assert_allclose(segmented_fraction(masks.astype(bool)), [0.5, 0.05])
 
 
-@pytest.mark.parametrize("size, max_side, expected", [
-    ((96, 64), 480, (96, 64)), ((1920, 1080), 480, (480, 270)), ((1080, 1920), 480, (270, 480)),
-    ((641, 361), 641, (641, 361)), ((641, 361), 320, (320, 180)),
-])
+@pytest.mark.parametrize(
+    "size, max_side, expected",
+    [
+        ((96, 64), 480, (96, 64)),
+        ((1920, 1080), 480, (480, 270)),
+        ((1080, 1920), 480, (270, 480)),
+        ((641, 361), 641, (641, 361)),
+        ((641, 361), 320, (320, 180)),
+    ],
+)
 def test_display_size(size, max_side, expected):
     assert display_size(*size, max_side) == expected
 
@@ -59,9 +75,15 @@ def test_frame_maps_row(tmp_path):
     pred = prediction(tmp_path / "none.mp4")
     row = frame_maps(pred, index=1, level=2, threshold=0.5)
     assert [c for _, c in row] == [
-        "frame, second 1 (1.88 s)", "mask (p > 0.50)", "CLEVER layer 1 (2x2)",
-        "CLEVER layer 2 (4x4)", "CLEVER layer 3 (8x8)", "DAM attention, stage 3",
-        "BCSM before, stage 3", "BCSM after, stage 3"]
+        "frame, second 1 (1.88 s)",
+        "mask (p > 0.50)",
+        "CLEVER layer 1 (2x2)",
+        "CLEVER layer 2 (4x4)",
+        "CLEVER layer 3 (8x8)",
+        "DAM attention, stage 3",
+        "BCSM before, stage 3",
+        "BCSM after, stage 3",
+    ]
     assert all(image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8 for image, _ in row)
     mask_image = row[1][0].astype(int)
     assert mask_image[:, WIDTH // 2 + 2 :].max() == 0  # right half: not segmented, frame black
@@ -83,8 +105,9 @@ def test_semantic_prediction(tmp_path):
 
 
 def test_area_plot_series():
-    fig = area_plot(np.array([0.875, 1.875]), {"a": np.array([0.1, 0.2]),
-                                               "b": np.array([0.0, 1.0])}, title="t")
+    fig = area_plot(
+        np.array([0.875, 1.875]), {"a": np.array([0.1, 0.2]), "b": np.array([0.0, 1.0])}, title="t"
+    )
     assert [trace.name for trace in fig.data] == ["a", "b"]
     np.testing.assert_allclose(fig.data[1].y, [0.0, 1.0])
     assert list(fig.data[0].x) == [0, 1]

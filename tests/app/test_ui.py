@@ -17,8 +17,9 @@ from app.ui import DemoSettings, build_demo, user_errors
 from app.validation import DemoError, Limits
 from selm.predictor import Predictor
 
-RUN_ARGS = dict(kind="original", upload=None, example=None, picked="fake", typed="",
-                threshold=0.5, level=0)
+RUN_ARGS = dict(
+    kind="original", upload=None, example=None, picked="fake", typed="", threshold=0.5, level=0
+)
 
 
 @pytest.fixture
@@ -32,10 +33,13 @@ def isolated_tmp(tmp_path, monkeypatch):
 
 
 def make_demo(kit, predictors=None, loader=None, **settings):
-    pool = PredictorPool(loader or Predictor.from_pretrained,
-                         pinned=predictors or {"fake": Predictor(kit.FakeSelM())})
-    return build_demo(DemoSettings(checkpoints={"fake": "fake", "other": "other"},
-                                   **settings), pool)
+    pool = PredictorPool(
+        loader or Predictor.from_pretrained,
+        pinned=predictors or {"fake": Predictor(kit.FakeSelM())},
+    )
+    return build_demo(
+        DemoSettings(checkpoints={"fake": "fake", "other": "other"}, **settings), pool
+    )
 
 
 def event(demo, api_name):
@@ -44,8 +48,16 @@ def event(demo, api_name):
 
 def run_event(demo, video, **overrides):
     args = {**RUN_ARGS, **overrides}
-    return event(demo, "run")(str(video), args["kind"], args["upload"], args["example"],
-                              args["picked"], args["typed"], args["threshold"], args["level"])
+    return event(demo, "run")(
+        str(video),
+        args["kind"],
+        args["upload"],
+        args["example"],
+        args["picked"],
+        args["typed"],
+        args["threshold"],
+        args["level"],
+    )
 
 
 def test_building_loads_no_model_and_opens_no_connection(monkeypatch, kit):
@@ -61,8 +73,9 @@ def test_building_loads_no_model_and_opens_no_connection(monkeypatch, kit):
     demo = make_demo(kit, predictors={}, loader=loader)
     names = {f.api_name for f in demo.fns.values()}
     assert {"run", "probe_illusion", "compare", "redraw"} <= names
-    model_runs = [f for f in demo.fns.values() if f.api_name in ("run", "probe_illusion",
-                                                                  "compare")]
+    model_runs = [
+        f for f in demo.fns.values() if f.api_name in ("run", "probe_illusion", "compare")
+    ]
     assert all(f.concurrency_id == "model" and f.concurrency_limit == 1 for f in model_runs)
 
 
@@ -77,10 +90,13 @@ def test_run_event_outputs_and_cleans_its_folder(isolated_tmp, media_dir, kit):
     assert state.frames.shape[0] == 3
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("notes.txt", "not a video the demo can read"),
-    ("no_audio.mp4", "no audio track"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("notes.txt", "not a video the demo can read"),
+        ("no_audio.mp4", "no audio track"),
+    ],
+)
 def test_bad_input_is_a_message_and_leaves_nothing(isolated_tmp, media_dir, bad, match, kit):
     if bad == "notes.txt":
         (isolated_tmp / bad).write_text("hello\n" * 50)
@@ -119,13 +135,20 @@ def test_threshold_redraws_without_the_model(isolated_tmp, media_dir, kit):
 
 
 def test_illusion_and_compare_events(isolated_tmp, media_dir, kit):
-    demo = make_demo(kit, predictors={"fake": Predictor(kit.FakeSelM()),
-                                 "other": Predictor(kit.FakeSelM(listens=False))})
+    demo = make_demo(
+        kit,
+        predictors={
+            "fake": Predictor(kit.FakeSelM()),
+            "other": Predictor(kit.FakeSelM(listens=False)),
+        },
+    )
     _, _, plot, summary, _ = event(demo, "probe_illusion")(
-        str(media_dir / "tone.mp4"), "fake", "", 0.5)
+        str(media_dir / "tone.mp4"), "fake", "", 0.5
+    )
     assert "Illusion score 0.000" in summary
     *_, plot, summary, state = event(demo, "compare")(
-        str(media_dir / "tone.mp4"), "mute", None, None, "fake", "", "other", "", 0.5)
+        str(media_dir / "tone.mp4"), "mute", None, None, "fake", "", "other", "", 0.5
+    )
     assert state[2] == ("fake", "other") and "fake" in summary
     assert max(plot.data[1].y) > 0.2 and max(plot.data[0].y) == 0
 

@@ -8,7 +8,11 @@ def test_presets_exist_and_differ():
     r50, pvt, tiny = (get_config(n) for n in ("selm_r50", "selm_pvt_b5", "selm_tiny"))
     assert (r50.backbone, r50.input_size, r50.mask_upsample_steps) == ("resnet50", 224, 2)
     assert (pvt.backbone, pvt.input_size, pvt.out_size, pvt.mask_upsample_steps) == (
-        "pvt_v2_b5", 448, 224, 1)
+        "pvt_v2_b5",
+        448,
+        224,
+        1,
+    )
     assert pvt.grids == (28, 56, 112) and r50.grids == (14, 28, 56)
     assert tiny.vggish == "slim" and tiny.backbone == "pvt_v2_b0"
 

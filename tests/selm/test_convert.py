@@ -26,36 +26,25 @@ _WEIGHTS, _VECTORS = 0.04 * _UNIFORM - 0.02, 0.5 + _UNIFORM  # U(-0.02, 0.02), U
 SPOTS = {
     "r50": {
         "resnet.conv1.weight": "encoder.backbone.model.conv1.weight",
-        "resnet.layer2.3.bn3.num_batches_tracked":
-            "encoder.backbone.model.layer2.3.bn3.num_batches_tracked",
+        "resnet.layer2.3.bn3.num_batches_tracked": "encoder.backbone.model.layer2.3.bn3.num_batches_tracked",
         "resnet.layer3_1.5.conv2.weight": "encoder.backbone.model.layer3.5.conv2.weight",
-        "resnet.layer4_1.0.downsample.1.running_var":
-            "encoder.backbone.model.layer4.0.downsample.1.running_var",
-        "DAM_Fusion4.fusion.audio_visual_att.align_audio.f_key.0.weight":
-            "encoder.dam.3.v2a_key.weight",
-        "DAM_Fusion2.fusion.audio_visual_att.align_vis.query_conv2.0.bias":
-            "encoder.dam.1.a2v_query2.bias",
+        "resnet.layer4_1.0.downsample.1.running_var": "encoder.backbone.model.layer4.0.downsample.1.running_var",
+        "DAM_Fusion4.fusion.audio_visual_att.align_audio.f_key.0.weight": "encoder.dam.3.v2a_key.weight",
+        "DAM_Fusion2.fusion.audio_visual_att.align_vis.query_conv2.0.bias": "encoder.dam.1.a2v_query2.bias",
         "DAM_Fusion1.gate.2.weight": "encoder.dam.0.gate.2.weight",
         "in_proj3.1.bias": "proj.2.1.bias",
-        "BCSM.audio_encoder.2.layers.1.mamba_block.A_log":
-            "bcsm.audio_encoder.2.layers.1.mamba_block.A_log",
+        "BCSM.audio_encoder.2.layers.1.mamba_block.A_log": "bcsm.audio_encoder.2.layers.1.mamba_block.A_log",
         "BCSM.vis_linear.3.weight": "bcsm.vis_linear.3.weight",
         "audio_norm.weight": "encoder.audio_norm.weight",
     },
     "pvt": {
-        "encoder_backbone.patch_embed1.proj.weight":
-            "encoder.backbone.model.patch_embed.proj.weight",
-        "encoder_backbone.patch_embed3.norm.bias":
-            "encoder.backbone.model.stages.2.downsample.norm.bias",
-        "encoder_backbone.block3.39.mlp.dwconv.dwconv.weight":
-            "encoder.backbone.model.stages.2.blocks.39.mlp.dwconv.weight",
-        "encoder_backbone.block1.2.attn.sr.weight":
-            "encoder.backbone.model.stages.0.blocks.2.attn.sr.weight",
+        "encoder_backbone.patch_embed1.proj.weight": "encoder.backbone.model.patch_embed.proj.weight",
+        "encoder_backbone.patch_embed3.norm.bias": "encoder.backbone.model.stages.2.downsample.norm.bias",
+        "encoder_backbone.block3.39.mlp.dwconv.dwconv.weight": "encoder.backbone.model.stages.2.blocks.39.mlp.dwconv.weight",
+        "encoder_backbone.block1.2.attn.sr.weight": "encoder.backbone.model.stages.0.blocks.2.attn.sr.weight",
         "encoder_backbone.norm4.weight": "encoder.backbone.model.stages.3.norm.weight",
-        "encoder_backbone.DAM_Fusion2.fusion.audio_visual_att.vis_out.0.bias":
-            "encoder.dam.1.a2v_out.bias",
-        "encoder_backbone.DAM_Fusion3.audio_out_conv.0.weight":
-            "encoder.dam.2.audio_out_conv.weight",
+        "encoder_backbone.DAM_Fusion2.fusion.audio_visual_att.vis_out.0.bias": "encoder.dam.1.a2v_out.bias",
+        "encoder_backbone.DAM_Fusion3.audio_out_conv.0.weight": "encoder.dam.2.audio_out_conv.weight",
         "tem_att.video_gated.3.0.weight": "bcsm.video_gated.3.0.weight",
         "in_proj1.0.weight": "proj.0.0.weight",
         "audio_proj.bias": "encoder.audio_proj.bias",
@@ -90,7 +79,7 @@ def published(setting: str, backbone: str) -> dict[str, torch.Tensor]:
             continue
         pool, n = _WEIGHTS if len(shape) > 1 else _VECTORS, math.prod(shape)
         offset = zlib.crc32(key.encode()) % (len(pool) - n)
-        state[key] = pool[offset: offset + n].view(shape)
+        state[key] = pool[offset : offset + n].view(shape)
     return state
 
 
@@ -99,11 +88,12 @@ def test_every_published_tensor_lands_where_it_should(setting, backbone):
     state = published(setting, backbone)
     cfg = get_config(official_preset_name(setting, backbone))
     assert describe(state) == dict(
-        backbone=backbone, grid=cfg.grids[0], steps=cfg.mask_upsample_steps,
+        backbone=backbone,
+        grid=cfg.grids[0],
+        steps=cfg.mask_upsample_steps,
         classes=cfg.num_classes,
     )
-    conversion = convert_official(state, setting=setting, backbone=backbone,
-                                  embeddings_only=True)
+    conversion = convert_official(state, setting=setting, backbone=backbone, embeddings_only=True)
     model = conversion.model
     assert model.config == cfg and not model.training
     ours = model.state_dict()
@@ -129,8 +119,9 @@ def test_every_published_tensor_lands_where_it_should(setting, backbone):
 
 
 def _convert(state, **kw):
-    return convert_official(state, **{**dict(setting="s4", backbone="r50",
-                                             embeddings_only=True), **kw})
+    return convert_official(
+        state, **{**dict(setting="s4", backbone="r50", embeddings_only=True), **kw}
+    )
 
 
 def test_mismatches_give_one_clear_error():
@@ -158,10 +149,36 @@ def test_mismatches_give_one_clear_error():
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     bogus = tmp_path / "bogus.pth"
     torch.save({"epoch": 3, "state_dict": {"module.foo.weight": torch.zeros(2)}}, bogus)
-    assert main([str(bogus), "--setting", "s4", "--backbone", "r50", "--out",
-                 str(tmp_path / "out"), "--embeddings-only"]) == 2
-    assert main([str(tmp_path / "absent.pth"), "--setting", "s4", "--backbone", "r50",
-                 "--out", str(tmp_path / "out"), "--embeddings-only"]) == 2
+    assert (
+        main(
+            [
+                str(bogus),
+                "--setting",
+                "s4",
+                "--backbone",
+                "r50",
+                "--out",
+                str(tmp_path / "out"),
+                "--embeddings-only",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                str(tmp_path / "absent.pth"),
+                "--setting",
+                "s4",
+                "--backbone",
+                "r50",
+                "--out",
+                str(tmp_path / "out"),
+                "--embeddings-only",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("error: ") == 2 and "Traceback" not in err
     assert "neither `resnet.*`" in err and "absent.pth: no such file" in err
@@ -173,14 +190,27 @@ def test_cli_writes_a_checkpoint_that_loads(tmp_path, capsys):
     model.safetensors that `load_pretrained` rebuilds strictly, with every value in place."""
     state = {k: v.clone() for k, v in published("s4", "r50").items()}  # own storage each
     official = tmp_path / "S4_SelM_R50.pth"
-    torch.save({"epoch": 40, "state_dict": {f"module.{k}": v for k, v in state.items()}},
-               official)
+    torch.save({"epoch": 40, "state_dict": {f"module.{k}": v for k, v in state.items()}}, official)
     vggish = {k: torch.randn(v.shape) for k, v in VGGish("official").state_dict().items()}
     vggish_file = tmp_path / "vggish-10086976.pth"
     torch.save(vggish, vggish_file)
     out = tmp_path / "converted"
-    assert main([str(official), "--setting", "s4", "--backbone", "r50", "--out", str(out),
-                 "--vggish-weights", str(vggish_file)]) == 0
+    assert (
+        main(
+            [
+                str(official),
+                "--setting",
+                "s4",
+                "--backbone",
+                "r50",
+                "--out",
+                str(out),
+                "--vggish-weights",
+                str(vggish_file),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr()
     assert "dropped 174 unused tensors: resnet.layer3_2, resnet.layer4_2" in printed.out
     assert "encoder.vggish <- vggish-10086976.pth" in printed.out and printed.err == ""

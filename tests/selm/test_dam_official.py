@@ -126,11 +126,24 @@ def test_a2v_similarity_gets_no_gradient():
     x, a = _inputs(dtype=torch.float32)
     x1, a1, att = m(x.requires_grad_(), a)
     (x1.square().sum() + a1.square().sum() + att.square().sum()).backward()
-    for name in ("a2v_query.weight", "a2v_query.bias", "a2v_query2.weight", "a2v_key.weight",
-                 "a2v_key.bias", "a2v_mix", "v2a_mix"):
+    for name in (
+        "a2v_query.weight",
+        "a2v_query.bias",
+        "a2v_query2.weight",
+        "a2v_key.weight",
+        "a2v_key.bias",
+        "a2v_mix",
+        "v2a_mix",
+    ):
         assert torch.count_nonzero(m.get_parameter(name).grad) == 0, name
-    for name in ("v2a_query.weight", "v2a_key.weight", "v2a_value.weight", "out_conv.bias",
-                 "gate.0.weight", "audio_out_conv.weight"):
+    for name in (
+        "v2a_query.weight",
+        "v2a_key.weight",
+        "v2a_value.weight",
+        "out_conv.bias",
+        "gate.0.weight",
+        "audio_out_conv.weight",
+    ):
         assert m.get_parameter(name).grad.abs().max() > 0, name
 
 
@@ -149,7 +162,7 @@ def _tsv(name):
     ],
 )
 def test_layout_is_the_released_one(file, prefix, channels):
-    released = {k[len(prefix):]: v for k, v in _tsv(file).items() if k.startswith(prefix)}
+    released = {k[len(prefix) :]: v for k, v in _tsv(file).items() if k.startswith(prefix)}
     with torch.device("meta"):
         ours = OfficialDAM(SelMConfig(dam_variant="official"), channels).state_dict()
     assert {release_key(k): tuple(v.shape) for k, v in ours.items()} == released
@@ -174,8 +187,14 @@ def test_build_fusion_and_directions():
 
 
 def test_selm_runs_with_the_official_block():
-    cfg = SelMConfig(backbone="pvt_v2_b0", dim=64, input_size=64, vggish="slim",
-                     dam_variant="official", audio_attn_min_side=14)
+    cfg = SelMConfig(
+        backbone="pvt_v2_b0",
+        dim=64,
+        input_size=64,
+        vggish="slim",
+        dam_variant="official",
+        audio_attn_min_side=14,
+    )
     model = SelM(cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 2, 3, 64, 64), torch.randn(1, 2, 128))

@@ -41,7 +41,7 @@ def naive_mamba(m: Mamba, x: torch.Tensor) -> torch.Tensor:
                 conv[:, t] += p["conv1d.weight"][:, 0, j] * u[:, s]
     u = conv * torch.sigmoid(conv)
     x_dbl = u @ p["x_proj.weight"].T
-    dt, b, c = x_dbl[..., :r], x_dbl[..., r:r + n], x_dbl[..., r + n:]
+    dt, b, c = x_dbl[..., :r], x_dbl[..., r : r + n], x_dbl[..., r + n :]
     delta = torch.log1p(torch.exp(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"]))  # (B, L, di)
     a = -torch.exp(p["A_log"])
     y = torch.zeros_like(u)
@@ -98,10 +98,10 @@ def test_causal_along_the_sequence():
     x = torch.randn(2, 9, 16)
     k = 4
     changed = x.clone()
-    changed[:, k + 1:] = torch.randn(2, 9 - k - 1, 16)
+    changed[:, k + 1 :] = torch.randn(2, 9 - k - 1, 16)
     out, out_changed = m(x), m(changed)
     assert torch.allclose(out[:, : k + 1], out_changed[:, : k + 1], rtol=0, atol=1e-6)
-    assert not torch.allclose(out[:, k + 1:], out_changed[:, k + 1:], atol=1e-3)
+    assert not torch.allclose(out[:, k + 1 :], out_changed[:, k + 1 :], atol=1e-3)
 
 
 def test_gradients_reach_every_parameter():
@@ -120,8 +120,9 @@ def test_bad_input_is_a_clear_error():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or not ssm.HAS_MAMBA_KERNEL,
-                    reason="needs CUDA and mamba_ssm")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not ssm.HAS_MAMBA_KERNEL, reason="needs CUDA and mamba_ssm"
+)
 @pytest.mark.parametrize("d_model, length", [(64, 5), (256, 10)])
 def test_matches_mamba_ssm_module(monkeypatch, d_model, length):
     from mamba_ssm import Mamba as ReferenceMamba

@@ -37,8 +37,11 @@ def _check_contract(out: SelMOutput, cfg, b, t, size):
     [("selm_tiny", False), ("selm_r50", True), ("selm_pvt_b5", True)],
 )
 def test_presets_forward_contract(preset, embeddings):
-    overrides = dict(SMALL, output_size=None, mask_upsample_steps=2) if preset == "selm_pvt_b5" \
+    overrides = (
+        dict(SMALL, output_size=None, mask_upsample_steps=2)
+        if preset == "selm_pvt_b5"
         else dict(SMALL)
+    )
     model = build_selm(preset, **overrides).eval()
     frames, audio = _inputs(embeddings=embeddings)
     with torch.no_grad():
@@ -95,11 +98,19 @@ def test_mute_changes_the_output():
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(fusion="add"), dict(fusion="concat"), dict(fusion="none"),
-        dict(dam_direction="a2v"), dict(dam_direction="v2a"),
-        dict(bcsm=False), dict(bcsm_direction="a2v"), dict(bcsm_direction="v2a"),
-        dict(decoder="single_level"), dict(clever_cross_attention="video"),
-        dict(clever_cross_attention="audio"), dict(num_classes=4), dict(output_size=32),
+        dict(fusion="add"),
+        dict(fusion="concat"),
+        dict(fusion="none"),
+        dict(dam_direction="a2v"),
+        dict(dam_direction="v2a"),
+        dict(bcsm=False),
+        dict(bcsm_direction="a2v"),
+        dict(bcsm_direction="v2a"),
+        dict(decoder="single_level"),
+        dict(clever_cross_attention="video"),
+        dict(clever_cross_attention="audio"),
+        dict(num_classes=4),
+        dict(output_size=32),
     ],
 )
 def test_ablation_switches_build_and_run(overrides):
@@ -108,7 +119,10 @@ def test_ablation_switches_build_and_run(overrides):
     with torch.no_grad():
         out = model(frames, audio)
     _check_contract(out, model.config, 1, 3, 64)
-    if overrides.get("fusion") in ("add", "concat", "none") or overrides.get("dam_direction") == "a2v":
+    if (
+        overrides.get("fusion") in ("add", "concat", "none")
+        or overrides.get("dam_direction") == "a2v"
+    ):
         assert out.dam_maps is None
     if overrides.get("bcsm") is False:
         assert all(lv["gate_audio"] is None for lv in out.bcsm)

@@ -45,8 +45,13 @@ def make_inputs(batch, dim, n, length, *, softplus, constant_bc=False, seed=0):
     delta = r(batch, dim, length) * 0.5 if softplus else torch.rand(batch, dim, length, generator=g)
     bc = (dim, n) if constant_bc else (batch, n, length)
     return {
-        "u": r(batch, dim, length), "delta": delta, "A": -torch.exp(r(dim, n) * 0.5),
-        "B": r(*bc), "C": r(*bc), "D": r(dim), "z": r(batch, dim, length),
+        "u": r(batch, dim, length),
+        "delta": delta,
+        "A": -torch.exp(r(dim, n) * 0.5),
+        "B": r(*bc),
+        "C": r(*bc),
+        "D": r(dim),
+        "z": r(batch, dim, length),
         "delta_bias": r(dim) * 0.3 if softplus else torch.rand(dim, generator=g) * 0.3,
     }
 
@@ -63,8 +68,9 @@ def grads(fn, inputs, names, dtype):
     weight = weight.reshape(out.shape)
     (out.double() * weight).sum().backward()
     # None (an input that did not reach the output, e.g. A at L = 1) counts as a zero gradient
-    return out, {k: torch.zeros_like(leaves[k]) if leaves[k].grad is None else leaves[k].grad
-                 for k in names}
+    return out, {
+        k: torch.zeros_like(leaves[k]) if leaves[k].grad is None else leaves[k].grad for k in names
+    }
 
 
 OPTIONS = [  # (use D, use z, use delta_bias, softplus)
@@ -119,10 +125,12 @@ def test_linear_recurrence_by_hand():
 
 def test_constant_b_and_c():
     inputs = make_inputs(2, 5, 3, 9, softplus=True, constant_bc=True, seed=3)
-    out, g = grads(lambda **kw: selective_scan(**kw, delta_softplus=True), inputs, ARGS,
-                   torch.float32)
-    out_ref, g_ref = grads(lambda **kw: loop_scan(**kw, delta_softplus=True), inputs, ARGS,
-                           torch.float64)
+    out, g = grads(
+        lambda **kw: selective_scan(**kw, delta_softplus=True), inputs, ARGS, torch.float32
+    )
+    out_ref, g_ref = grads(
+        lambda **kw: loop_scan(**kw, delta_softplus=True), inputs, ARGS, torch.float64
+    )
     assert rel_err(out, out_ref) < 1e-5
     for name in ARGS:
         assert rel_err(g[name], g_ref[name]) < 2e-5, name
@@ -197,8 +205,9 @@ def test_use_kernel_true_without_kernel_or_cuda_is_a_clear_error():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or not ssm.HAS_MAMBA_KERNEL,
-                    reason="needs CUDA and mamba_ssm")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not ssm.HAS_MAMBA_KERNEL, reason="needs CUDA and mamba_ssm"
+)
 @pytest.mark.parametrize("length", [5, 10, 256])
 @pytest.mark.parametrize("constant_bc", [False, True])
 def test_kernel_matches_pure_path(monkeypatch, length, constant_bc):
@@ -209,6 +218,7 @@ def test_kernel_matches_pure_path(monkeypatch, length, constant_bc):
     def run(use_kernel):
         def fn(**kw):
             return selective_scan(**kw, delta_softplus=True, use_kernel=use_kernel)
+
         return grads(fn, inputs, ARGS, torch.float32)
 
     out_k, g_k = run(True)
@@ -216,10 +226,12 @@ def test_kernel_matches_pure_path(monkeypatch, length, constant_bc):
     assert rel_err(out_k, out_p) < 1e-5
     for name in ARGS:
         assert rel_err(g_k[name], g_p[name]) < 1e-5, name
-    _, last_k = selective_scan(**inputs, delta_softplus=True, return_last_state=True,
-                               use_kernel=True)
-    _, last_p = selective_scan(**inputs, delta_softplus=True, return_last_state=True,
-                               use_kernel=False)
+    _, last_k = selective_scan(
+        **inputs, delta_softplus=True, return_last_state=True, use_kernel=True
+    )
+    _, last_p = selective_scan(
+        **inputs, delta_softplus=True, return_last_state=True, use_kernel=False
+    )
     assert rel_err(last_k, last_p) < 1e-5
     # auto mode picks the kernel on CUDA
     assert torch.equal(selective_scan(**inputs, delta_softplus=True), out_k.detach())

@@ -18,8 +18,17 @@ def synth_factory(tmp_path_factory):
     made: dict[tuple, Path] = {}
 
     def make(**kwargs) -> Path:
-        kwargs = dict(dict(seed=SYNTH_SEED, size=SYNTH_SIZE, sizes=SYNTH_SIZES,
-                           counterfactuals=True, workers=1, progress=False), **kwargs)
+        kwargs = dict(
+            dict(
+                seed=SYNTH_SEED,
+                size=SYNTH_SIZE,
+                sizes=SYNTH_SIZES,
+                counterfactuals=True,
+                workers=1,
+                progress=False,
+            ),
+            **kwargs,
+        )
         key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         if key not in made:
             made[key] = generate(tmp_path_factory.mktemp("avs_synth"), **kwargs)

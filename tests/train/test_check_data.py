@@ -19,8 +19,9 @@ def copy(synth_root, tmp_path):
     return _copy
 
 
-@pytest.mark.parametrize("setting, folder", [("s4", "Single-source"), ("ms3", "Multi-sources"),
-                                             ("avss", "AVSS")])
+@pytest.mark.parametrize(
+    "setting, folder", [("s4", "Single-source"), ("ms3", "Multi-sources"), ("avss", "AVSS")]
+)
 def test_generated_data_is_clean(synth_root, setting, folder, capsys):
     report = check(synth_root, setting)
     assert report.ok and report.counts == {"train": 5, "val": 4, "test": 4}

@@ -181,14 +181,17 @@ def test_augmentation_keeps_frames_masks_and_audio_consistent():
     wave = torch.randn(16000 * 2) * 0.1
     valid = torch.tensor([True, True])
     scaled = aug.log_mel_gain(log_mel_examples(wave, 16000, 2), 0.5, valid)
-    torch.testing.assert_close(scaled, log_mel_examples(wave * 0.5, 16000, 2), atol=2e-4,
-                               rtol=0)
+    torch.testing.assert_close(scaled, log_mel_examples(wave * 0.5, 16000, 2), atol=2e-4, rtol=0)
 
 
 def test_dataset_augmentation_flips_frames_and_masks_together(synth_root):
     plain = S4Dataset(synth_root, "test", size=64)
-    flipped = S4Dataset(synth_root, "test", size=64, augment=ClipAugment(
-        min_scale=1.0, flip_p=1.0, brightness=0.0, contrast=0.0, gain_db=0.0))
+    flipped = S4Dataset(
+        synth_root,
+        "test",
+        size=64,
+        augment=ClipAugment(min_scale=1.0, flip_p=1.0, brightness=0.0, contrast=0.0, gain_db=0.0),
+    )
     a, b = plain[0], flipped[0]
     torch.testing.assert_close(b["frames"], a["frames"].flip(-1))
     torch.testing.assert_close(b["masks"], a["masks"].flip(-1))
@@ -197,10 +200,15 @@ def test_dataset_augmentation_flips_frames_and_masks_together(synth_root):
 
 
 def test_roots_are_found_below_a_parent_or_taken_explicitly(synth_root, tmp_path):
-    explicit = S4Dataset(tmp_path, "val", csv_path=synth_root / "Single-source" /
-                         "s4_meta_data.csv", data_dir=synth_root / "Single-source" / "s4_data")
-    assert [r.name for r in explicit.records] == [r.name for r in S4Dataset(
-        synth_root / "Single-source", "val").records]
+    explicit = S4Dataset(
+        tmp_path,
+        "val",
+        csv_path=synth_root / "Single-source" / "s4_meta_data.csv",
+        data_dir=synth_root / "Single-source" / "s4_data",
+    )
+    assert [r.name for r in explicit.records] == [
+        r.name for r in S4Dataset(synth_root / "Single-source", "val").records
+    ]
     with pytest.raises(FileNotFoundError, match="ms3_meta_data.csv"):
         MS3Dataset(tmp_path, "train")
     selm_layout = tmp_path / "selm" / "data" / "avsbench_data"  # SelM's release keeps S4 here
@@ -221,8 +229,9 @@ def test_build_dataset_follows_the_model_config(synth_root):
     cfg = get_config("selm_tiny", input_size=64, freeze_vggish=False)
     ds = build_dataset("ms3", synth_root, "test", config=cfg)
     assert isinstance(ds, MS3Dataset) and ds[0]["frames"].shape[-1] == 64 and ds.audio == "pkl"
-    ds = build_dataset("avss", synth_root, "test", input_size=32, num_frames=10, audio="auto",
-                       mask_size=16)
+    ds = build_dataset(
+        "avss", synth_root, "test", input_size=32, num_frames=10, audio="auto", mask_size=16
+    )
     assert ds.audio == "wav" and ds.size == 32 and ds[0]["masks"].shape == (10, 16, 16)
     small = ds[0]["masks"]
     full = build_dataset("avss", synth_root, "test", input_size=32)[0]["masks"]

@@ -64,8 +64,13 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, results) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     info = init_distributed(use_cuda=False)
     try:
@@ -119,12 +124,32 @@ def test_torchrun_trains_with_two_cpu_processes(synth_root, tmp_path):
 
     repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "train", "--config", str(repo / "train/configs/synth_tiny.yaml"),
-           "--out", str(out)]
-    sets = [f"data_root={synth_root}", "epochs=1", "batch_size=2", "num_workers=0",
-            "progress=false", "tensorboard=false", "log_every=1", "device=cpu",
-            "model.input_size=64", "model.dim=32", "model.bcsm_depth=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "train",
+        "--config",
+        str(repo / "train/configs/synth_tiny.yaml"),
+        "--out",
+        str(out),
+    ]
+    sets = [
+        f"data_root={synth_root}",
+        "epochs=1",
+        "batch_size=2",
+        "num_workers=0",
+        "progress=false",
+        "tensorboard=false",
+        "log_every=1",
+        "device=cpu",
+        "model.input_size=64",
+        "model.dim=32",
+        "model.bcsm_depth=1",
+    ]
     cmd += [x for s in sets for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)

@@ -160,8 +160,23 @@ def test_cli_report_masks_and_checkpoint_round_trip(synth_root, tmp_path, capsys
     model = build_selm("selm_tiny", input_size=64, dim=32, bcsm_depth=1).eval()
     ckpt = save_pretrained(model, tmp_path / "ckpt")
     out, masks = tmp_path / "report.json", tmp_path / "masks"
-    assert main(["--checkpoint", str(ckpt), "--data", str(synth_root), "--setting", "s4",
-                 "--out", str(out), "--save-masks", str(masks)]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(synth_root),
+                "--setting",
+                "s4",
+                "--out",
+                str(out),
+                "--save-masks",
+                str(masks),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["batch_size"] == 2 and report["metrics"]["legacy_batch_size"] == 2
     assert set(report["counterfactual"]) == set(COUNTERFACTUAL_SETS)
@@ -172,8 +187,9 @@ def test_cli_report_masks_and_checkpoint_round_trip(synth_root, tmp_path, capsys
     assert len(pngs) == report["metrics"]["num_frames"]
     first = next(iter(loader(synth_root, "s4", batch_size=1)))
     logits = predict_logits(model, first, torch.device("cpu"))
-    png = np.asarray(Image.open(masks / first["category"][0] / first["name"][0]
-                                / f"{first['name'][0]}_1.png"))
+    png = np.asarray(
+        Image.open(masks / first["category"][0] / first["name"][0] / f"{first['name'][0]}_1.png")
+    )
     assert set(np.unique(png)) <= {0, 255}
     assert np.array_equal(png == 255, (logits[0, 0, 0] > 0).numpy())
     assert "report written" in capsys.readouterr().out
@@ -186,5 +202,12 @@ def test_a_binary_model_on_avss_is_an_error(synth_root):
 
 def test_batches_without_the_contract_keys_are_rejected():
     with pytest.raises(KeyError, match="frame_mask"):
-        to_device({"frames": torch.zeros(1), "audio": torch.zeros(1), "masks": torch.zeros(1),
-                   "has_gt": torch.zeros(1)}, torch.device("cpu"))
+        to_device(
+            {
+                "frames": torch.zeros(1),
+                "audio": torch.zeros(1),
+                "masks": torch.zeros(1),
+                "has_gt": torch.zeros(1),
+            },
+            torch.device("cpu"),
+        )

@@ -38,8 +38,9 @@ def _visible(clip: Clip, k: int, t: float, size: int) -> np.ndarray:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _meta(root: Path) -> dict:
@@ -58,8 +59,9 @@ def test_object_id_map_is_exactly_the_pixels_each_object_paints():
 
 
 def test_sampling_has_silent_visible_objects_offscreen_sounds_and_one_s4_source():
-    multi = [sample_clip(np.random.default_rng(s), seconds=5, single_source=False)
-             for s in range(300)]
+    multi = [
+        sample_clip(np.random.default_rng(s), seconds=5, single_source=False) for s in range(300)
+    ]
     counts = [len(c.objects) for c in multi]
     assert set(counts) == {1, 2, 3}
     for c in multi:
@@ -85,6 +87,7 @@ def test_gated_sources_are_silent_outside_their_seconds():
 
 def test_categories_sound_distinct_in_log_mel_bands():
     """Nearest-centroid on the mean log-mel spectrum of 1 s examples, fresh instances."""
+
     def profiles(recipe, seeds):
         out = []
         for s in seeds:
@@ -102,22 +105,51 @@ def test_categories_sound_distinct_in_log_mel_bands():
 # --- hand-checked ground truth ---
 def _obj(cat, centre, sounding):
     params = sample_sound_params(CATEGORIES[cat].sound, np.random.default_rng(cat))
-    return SceneObject(category=cat, radius=0.15, centre=centre, amplitude=(0.0, 0.0),
-                       omega=(0.0, 0.0), phase=(0.0, 0.0), angle=0.0, spin=0.0,
-                       colour=CATEGORIES[cat].colour, sounding=sounding, sound=params)
+    return SceneObject(
+        category=cat,
+        radius=0.15,
+        centre=centre,
+        amplitude=(0.0, 0.0),
+        omega=(0.0, 0.0),
+        phase=(0.0, 0.0),
+        angle=0.0,
+        spin=0.0,
+        colour=CATEGORIES[cat].colour,
+        sounding=sounding,
+        sound=params,
+    )
 
 
 def _hand_clips():
     bg = sample_clip(np.random.default_rng(0), seconds=5, single_source=False).background
     horn, bird, guitar = 0, 3, 1
-    a = Clip(seconds=5, objects=[_obj(horn, (0.3, 0.3), (True, False, False, False, False)),
-                                 _obj(bird, (0.7, 0.7), (False,) * 5)],
-             offscreen=[], background=bg, snr_db=20.0, noise_seed=1)
-    off = OffscreenSound(category=horn, sounding=(False, False, False, False, True),
-                         sound=sample_sound_params("harmonic", np.random.default_rng(5)))
-    b = Clip(seconds=5, objects=[_obj(bird, (0.5, 0.5), (False, True, False, True, False)),
-                                 _obj(guitar, (0.2, 0.7), (True, False, False, False, False))],
-             offscreen=[off], background=bg, snr_db=20.0, noise_seed=2)
+    a = Clip(
+        seconds=5,
+        objects=[
+            _obj(horn, (0.3, 0.3), (True, False, False, False, False)),
+            _obj(bird, (0.7, 0.7), (False,) * 5),
+        ],
+        offscreen=[],
+        background=bg,
+        snr_db=20.0,
+        noise_seed=1,
+    )
+    off = OffscreenSound(
+        category=horn,
+        sounding=(False, False, False, False, True),
+        sound=sample_sound_params("harmonic", np.random.default_rng(5)),
+    )
+    b = Clip(
+        seconds=5,
+        objects=[
+            _obj(bird, (0.5, 0.5), (False, True, False, True, False)),
+            _obj(guitar, (0.2, 0.7), (True, False, False, False, False)),
+        ],
+        offscreen=[off],
+        background=bg,
+        snr_db=20.0,
+        noise_seed=2,
+    )
     return a, b
 
 
@@ -131,11 +163,16 @@ def test_swapped_gt_is_the_visible_objects_whose_category_the_new_audio_sounds()
         want = np.isin(ids, expected_objects[i])
         np.testing.assert_array_equal(binary_gt(ids, a, heard[i]), want)
         label_of_object = np.array([0 + 1, 3 + 1, 0])  # horn, bird, background (id -1)
-        np.testing.assert_array_equal(semantic_gt(ids, a, heard[i]),
-                                      np.where(want, label_of_object[ids], 0))
+        np.testing.assert_array_equal(
+            semantic_gt(ids, a, heard[i]), np.where(want, label_of_object[ids], 0)
+        )
     np.testing.assert_array_equal(  # the clip's own audio: horn in second 0 only
-        [bool(binary_gt(Renderer(a, 40)(t)[1], a, a.sounding_categories(i)).any())
-         for i, t in enumerate(frame_times(5))], [True, False, False, False, False])
+        [
+            bool(binary_gt(Renderer(a, 40)(t)[1], a, a.sounding_categories(i)).any())
+            for i, t in enumerate(frame_times(5))
+        ],
+        [True, False, False, False, False],
+    )
 
 
 def test_silent_noise_offscreen_counterfactuals_make_the_gt_empty():
@@ -153,8 +190,9 @@ def test_silent_noise_offscreen_counterfactuals_make_the_gt_empty():
 
 # --- written files ---
 def test_generation_is_byte_identical_per_seed_and_worker_count(tmp_path):
-    kw = dict(size=32, sizes={"train": 2, "val": 1, "test": 2}, counterfactuals=True,
-              progress=False)
+    kw = dict(
+        size=32, sizes={"train": 2, "val": 1, "test": 2}, counterfactuals=True, progress=False
+    )
     first = _files(generate(tmp_path / "a", seed=3, workers=1, **kw))
     assert first == _files(generate(tmp_path / "b", seed=3, workers=2, **kw))
     other = _files(generate(tmp_path / "c", seed=4, workers=1, **kw))
@@ -221,10 +259,20 @@ def test_counterfactual_sets_recompute_the_gt(synth_root):
     for entry in _meta(swapped)["clips"]["ms3"]:
         task = ClipTask(layout="ms3", split="test", index=int(entry["name"][-5:]), seconds=5)
         clip = build_clip(seed, task)
-        partner_wav = read_wav(synth_root / "Multi-sources" / "ms3_data" / "audio_wav" / "test"
-                               / f"{entry['audio_from']}.wav")
-        torch.testing.assert_close(read_wav(data / "audio_wav" / "test" / f"{entry['name']}.wav"),
-                                   partner_wav, rtol=0, atol=0)
+        partner_wav = read_wav(
+            synth_root
+            / "Multi-sources"
+            / "ms3_data"
+            / "audio_wav"
+            / "test"
+            / f"{entry['audio_from']}.wav"
+        )
+        torch.testing.assert_close(
+            read_wav(data / "audio_wav" / "test" / f"{entry['name']}.wav"),
+            partner_wav,
+            rtol=0,
+            atol=0,
+        )
         for i, t in enumerate(frame_times(5)):
             want = np.zeros((size, size), dtype=bool)
             for k, o in enumerate(entry["objects"]):
@@ -262,8 +310,9 @@ def test_layouts_follow_avsbench(synth_root):
         frames = sorted(p.name for p in (d / "frames").iterdir())
         assert len(frames) == (10 if entry["subset"] == "v2" else 5) == entry["seconds"]
         labels = sorted((d / "labels_rgb").iterdir())
-        assert len(labels) == (1 if entry["subset"] == "v1s" and entry["split"] == "train"
-                               else entry["seconds"])
+        assert len(labels) == (
+            1 if entry["subset"] == "v1s" and entry["split"] == "train" else entry["seconds"]
+        )
         img = Image.open(labels[0])
         assert img.mode == "P" and img.size == (meta["size"], meta["size"])
         palette = np.array(img.getpalette()[: 71 * 3]).reshape(71, 3)
@@ -278,8 +327,16 @@ def test_size_is_honoured(synth_factory):
 
 
 def test_mp4_clip_shows_the_same_scene_with_its_audio(tmp_path):
-    root = generate(tmp_path, seed=1, size=32, layouts=("s4",), sizes={"train": 1}, mp4=True,
-                    workers=1, progress=False)
+    root = generate(
+        tmp_path,
+        seed=1,
+        size=32,
+        layouts=("s4",),
+        sizes={"train": 1},
+        mp4=True,
+        workers=1,
+        progress=False,
+    )
     path = root / "mp4" / "s4" / "train" / "s4_train_00000.mp4"
     with av.open(str(path)) as container:
         assert container.streams.audio[0].sample_rate == SR
@@ -292,8 +349,19 @@ def test_mp4_clip_shows_the_same_scene_with_its_audio(tmp_path):
 
 
 def test_cli_writes_refuses_to_overwrite_and_checks_arguments(tmp_path, capsys):
-    args = ["--out", str(tmp_path), "--clips", "3", "--seed", "1", "--size", "32",
-            "--layout", "ms3", "--quiet"]
+    args = [
+        "--out",
+        str(tmp_path),
+        "--clips",
+        "3",
+        "--seed",
+        "1",
+        "--size",
+        "32",
+        "--layout",
+        "ms3",
+        "--quiet",
+    ]
     assert synth_main(args) == 0
     frames = list(tmp_path.rglob("visual_frames/*/*.png"))
     assert len(frames) == 3 * 5 and Image.open(frames[0]).size == (32, 32)

@@ -15,7 +15,10 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_yaml_selects_preset_and_overrides_both_dataclasses(tmp_path):
-    cfg = load_config(write(tmp_path / "exp.yaml", """
+    cfg = load_config(
+        write(
+            tmp_path / "exp.yaml",
+            """
 setting: s4
 preset: selm_r50
 lr: 2e-5            # YAML reads this as a string; the field is a float
@@ -23,7 +26,9 @@ epochs: 3
 model:
   bcsm: false
   input_size: 256
-"""))
+""",
+        )
+    )
     assert cfg.setting == "s4" and cfg.epochs == 3
     assert cfg.lr == pytest.approx(2e-5) and isinstance(cfg.lr, float)
     m = cfg.model_config()
@@ -47,7 +52,10 @@ def test_off_is_a_string_where_the_field_is_one(tmp_path):
 
 def test_parse_set_reads_yaml_values():
     assert parse_set(["a=false", "b=1e-3", "model.pos_grid=[2, 4, 8]", "c=null"]) == {
-        "a": False, "b": "1e-3", "model": {"pos_grid": [2, 4, 8]}, "c": None,
+        "a": False,
+        "b": "1e-3",
+        "model": {"pos_grid": [2, 4, 8]},
+        "c": None,
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_set(["lr"])
@@ -69,10 +77,13 @@ def test_base_loop_is_an_error(tmp_path):
         load_config(tmp_path / "x.yaml")
 
 
-@pytest.mark.parametrize("text,key", [
-    ("epoch: 3\n", "epoch"),
-    ("model: {fusoin: add}\n", "fusoin"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("epoch: 3\n", "epoch"),
+        ("model: {fusoin: add}\n", "fusoin"),
+    ],
+)
 def test_unknown_keys_name_the_key(tmp_path, text, key):
     with pytest.raises(KeyError, match=key):
         load_config(write(tmp_path / "bad.yaml", text))
@@ -80,15 +91,18 @@ def test_unknown_keys_name_the_key(tmp_path, text, key):
         load_config(None, [f"{'model.' if 'model' in text else ''}{key}=1"])
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"setting": "s5"}, "setting"),
-    ({"amp": "fp8"}, "amp"),
-    ({"epochs": 0}, "epochs"),
-    ({"lr": "fast"}, "lr"),
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"tensorboard": "yes"}, "tensorboard"),
-    ({"model": {"fusion": "sum"}}, "fusion"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"setting": "s5"}, "setting"),
+        ({"amp": "fp8"}, "amp"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": "fast"}, "lr"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"tensorboard": "yes"}, "tensorboard"),
+        ({"model": {"fusion": "sum"}}, "fusion"),
+    ],
+)
 def test_bad_values_are_rejected_with_the_field_name(values, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict(values)
@@ -114,8 +128,15 @@ def test_there_are_configs_for_every_recipe_and_ablation():
     for setting in ("s4", "ms3", "avss"):
         for backbone in ("r50", "pvt_b5"):
             assert f"{setting}_{backbone}.yaml" in names
-    for shipped in ("synth_tiny", "synth_tiny_no_bcsm", "synth_tiny_no_dam", "synth_tiny_a2v",
-                    "synth_tiny_no_aux", "synth_tiny_s4", "synth_tiny_avss"):
+    for shipped in (
+        "synth_tiny",
+        "synth_tiny_no_bcsm",
+        "synth_tiny_no_dam",
+        "synth_tiny_a2v",
+        "synth_tiny_no_aux",
+        "synth_tiny_s4",
+        "synth_tiny_avss",
+    ):
         assert f"{shipped}.yaml" in names
     ablations = [n for n in names if n.startswith("ablations/")]
     assert len(ablations) >= 12
@@ -160,8 +181,14 @@ def test_every_config_builds():
     for path in ALL_CONFIGS:
         m = load_config(path).model_config().replace(backbone_pretrained=False, vggish_weights=None)
         if path.parent.name == "ablations":  # the switch on a small backbone: same code path
-            m = m.replace(backbone="pvt_v2_b0", dim=64, vggish="slim", input_size=64,
-                          output_size=None, mask_upsample_steps=2)
+            m = m.replace(
+                backbone="pvt_v2_b0",
+                dim=64,
+                vggish="slim",
+                input_size=64,
+                output_size=None,
+                mask_upsample_steps=2,
+            )
         key = m.to_json()
         if key in seen:
             continue

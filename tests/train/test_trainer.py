@@ -28,9 +28,20 @@ def tiny_config(root, setting="ms3", model=None, **fields):
     model = dict(model or {"input_size": 64})
     if setting == "avss":
         model.update(num_classes=9, num_frames=10, audio_padding="zeros")
-    values = dict(setting=setting, data_root=str(root), preset="selm_tiny", epochs=1,
-                  batch_size=2, eval_batch_size=2, lr=1e-3, seed=0, num_workers=0,
-                  progress=False, tensorboard=False, model=model)
+    values = dict(
+        setting=setting,
+        data_root=str(root),
+        preset="selm_tiny",
+        epochs=1,
+        batch_size=2,
+        eval_batch_size=2,
+        lr=1e-3,
+        seed=0,
+        num_workers=0,
+        progress=False,
+        tensorboard=False,
+        model=model,
+    )
     return config_from_dict({**values, **fields})
 
 
@@ -134,9 +145,24 @@ def test_nan_loss_stops_with_a_clear_message(synth_root, tmp_path, monkeypatch):
 
 def test_cli_trains_logs_and_refuses_to_overwrite(synth_root, tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["--config", str(CONFIGS / "synth_tiny.yaml"), "--out", str(out),
-            "--set", f"data_root={synth_root}", "--set", "epochs=1", "--set", "num_workers=0",
-            "--set", "batch_size=3", "--set", "log_every=1", "--set", "progress=false"]
+    args = [
+        "--config",
+        str(CONFIGS / "synth_tiny.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        f"data_root={synth_root}",
+        "--set",
+        "epochs=1",
+        "--set",
+        "num_workers=0",
+        "--set",
+        "batch_size=3",
+        "--set",
+        "log_every=1",
+        "--set",
+        "progress=false",
+    ]
     args += [x for k, v in SMALL.items() for x in ("--set", f"model.{k}={v}")]
     assert train_main(args) == 0
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -164,8 +190,9 @@ def test_missing_data_root_and_random_frozen_vggish_are_errors(synth_root, tmp_p
 def test_frozen_vggish_trains_on_cached_embeddings(synth_root, tmp_path):
     cache = tmp_path / "vggish"
     model = {**SMALL, "freeze_vggish": True}  # selm_tiny's slim VGGish, frozen
-    trainer = Trainer(tiny_config(synth_root, model=model, vggish_cache=str(cache)),
-                      run_dir=tmp_path / "run")
+    trainer = Trainer(
+        tiny_config(synth_root, model=model, vggish_cache=str(cache)), run_dir=tmp_path / "run"
+    )
     written = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.pt"))
     assert len(written) == 5 + 4 and {w.split("/")[0] for w in written} == {"train", "val"}
     batch = next(iter(trainer.loader))
@@ -193,8 +220,11 @@ def test_backbone_frozen_for_the_first_epochs(synth_root, tmp_path):
     now = params(first.model.encoder.backbone)
     assert all(torch.equal(backbone[k], now[k]) for k in backbone)
     assert not all(torch.equal(decoder[k], v) for k, v in params(first.model.decoder).items())
-    second = Trainer(tiny_config(synth_root, model=SMALL, batch_size=5, epochs=2,
-                                 freeze_backbone_epochs=1), run_dir=tmp_path / "run", resume=True)
+    second = Trainer(
+        tiny_config(synth_root, model=SMALL, batch_size=5, epochs=2, freeze_backbone_epochs=1),
+        run_dir=tmp_path / "run",
+        resume=True,
+    )
     second.fit()
     now = params(second.model.encoder.backbone)
     assert not all(torch.equal(backbone[k], now[k]) for k in backbone)  # epoch 2 trains it

@@ -13,7 +13,19 @@ from train.data.datasets import (
 from train.data.layout import LAYOUTS, SPLITS, AVSSLayout, ClipRecord, MS3Layout, S4Layout
 
 __all__ = [
-    "AVSDataset", "AVSSDataset", "AVSSLayout", "ClipAugment", "ClipParams", "ClipRecord",
-    "DATASETS", "LAYOUTS", "MS3Dataset", "MS3Layout", "S4Dataset", "S4Layout", "SPLITS",
-    "build_dataset", "write_vggish_cache",
+    "AVSDataset",
+    "AVSSDataset",
+    "AVSSLayout",
+    "ClipAugment",
+    "ClipParams",
+    "ClipRecord",
+    "DATASETS",
+    "LAYOUTS",
+    "MS3Dataset",
+    "MS3Layout",
+    "S4Dataset",
+    "S4Layout",
+    "SPLITS",
+    "build_dataset",
+    "write_vggish_cache",
 ]

@@ -43,7 +43,8 @@ class ClipAugment:
         w, h = min(1.0, math.sqrt(scale * aspect)), min(1.0, math.sqrt(scale / aspect))
         x0, y0 = (1 - w) * u[2], (1 - h) * u[3]
         return ClipParams(
-            box=(x0, y0, x0 + w, y0 + h), flip=u[4] < self.flip_p,
+            box=(x0, y0, x0 + w, y0 + h),
+            flip=u[4] < self.flip_p,
             brightness=1 + self.brightness * (2 * u[5] - 1),
             contrast=1 + self.contrast * (2 * u[6] - 1),
             gain=10 ** (self.gain_db * (2 * u[7] - 1) / 20),
@@ -72,8 +73,9 @@ def frames_geometry(frames: torch.Tensor, params: ClipParams, size: int) -> torc
     top, bottom, left, right = _pixel_box(params.box, *frames.shape[-2:])
     x = frames[..., top:bottom, left:right]
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     return x.flip(-1) if params.flip else x
 
 

@@ -47,9 +47,16 @@ class AVSDataset(Dataset):
     audio_padding = "repeat"  # short audio: repeat the last example (S4/MS3) or zeros (AVSS)
 
     def __init__(
-        self, root: str | os.PathLike, split: str, *, size: int = 224, audio: str | None = None,
-        augment: bool | aug.ClipAugment = False, vggish_cache: str | os.PathLike | None = None,
-        csv_path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *,
+        size: int = 224,
+        audio: str | None = None,
+        augment: bool | aug.ClipAugment = False,
+        vggish_cache: str | os.PathLike | None = None,
+        csv_path: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
         mask_size: int | None = None,
     ) -> None:
         """root: the folder holding the layout (or a parent of it); csv_path/data_dir override
@@ -71,8 +78,10 @@ class AVSDataset(Dataset):
         if audio == "auto":
             audio = "vggish" if (self.vggish_cache / split).is_dir() else log_mel
         if audio == "pkl" and not self.layout.has_log_mel:
-            raise ValueError(f"the {self.setting} layout has no log-mel pickles; use "
-                             "audio='wav' or audio='vggish'")
+            raise ValueError(
+                f"the {self.setting} layout has no log-mel pickles; use "
+                "audio='wav' or audio='vggish'"
+            )
         if audio == "vggish" and not (self.vggish_cache / split).is_dir():
             raise FileNotFoundError(
                 f"no VGGish embeddings of split {split!r} under {self.vggish_cache}; write them "
@@ -83,8 +92,10 @@ class AVSDataset(Dataset):
         self.records = self.layout.records(split)
         if not self.records:
             present = sorted({r.split for r in self.layout.records()})
-            raise ValueError(f"{self.layout.csv_path} lists no {split!r} clips "
-                             f"(splits present: {', '.join(present) or 'none'})")
+            raise ValueError(
+                f"{self.layout.csv_path} lists no {split!r} clips "
+                f"(splits present: {', '.join(present) or 'none'})"
+            )
 
     @property
     def num_frames(self) -> int:
@@ -115,14 +126,23 @@ class AVSDataset(Dataset):
         audio = self._audio(rec)
         if self.audio != "vggish":
             audio = aug.log_mel_gain(audio, params.gain, frame_mask)
-        return dict(frames=frames, audio=audio, masks=masks, has_gt=has_gt,
-                    frame_mask=frame_mask, name=rec.name, category=rec.category)
+        return dict(
+            frames=frames,
+            audio=audio,
+            masks=masks,
+            has_gt=has_gt,
+            frame_mask=frame_mask,
+            name=rec.name,
+            category=rec.category,
+        )
 
     def _frame(self, rec: ClipRecord, i: int) -> torch.Tensor:
         path = self.layout.frame_path(rec, i)
         if not path.is_file():
-            raise FileNotFoundError(f"{rec.name}: frame {i + 1} missing ({path}); "
-                                    f"run `python -m train.check_data` on the data root")
+            raise FileNotFoundError(
+                f"{rec.name}: frame {i + 1} missing ({path}); "
+                f"run `python -m train.check_data` on the data root"
+            )
         return torch.from_numpy(read_rgb(path).copy()).permute(2, 0, 1).float() / 255
 
     def _masks(self, rec: ClipRecord) -> torch.Tensor:
@@ -131,8 +151,10 @@ class AVSDataset(Dataset):
         for i in rec.gt_frames:
             path = self.layout.mask_path(rec, i)
             if not path.is_file():
-                raise FileNotFoundError(f"{rec.name}: mask of frame {i + 1} missing ({path}); "
-                                        f"run `python -m train.check_data` on the data root")
+                raise FileNotFoundError(
+                    f"{rec.name}: mask of frame {i + 1} missing ({path}); "
+                    f"run `python -m train.check_data` on the data root"
+                )
             gt[i] = read(path)
         shapes = {m.shape for m in gt.values()}
         if len(shapes) != 1:
@@ -149,8 +171,10 @@ class AVSDataset(Dataset):
         if self.audio == "vggish":
             path = vggish_cache_path(self.vggish_cache, rec)
             if not path.is_file():
-                raise FileNotFoundError(f"no cached VGGish embedding for {rec.name} ({path}); "
-                                        "write the cache with train.data.write_vggish_cache")
+                raise FileNotFoundError(
+                    f"no cached VGGish embedding for {rec.name} ({path}); "
+                    "write the cache with train.data.write_vggish_cache"
+                )
             emb = torch.load(path, weights_only=True, map_location="cpu").float()
             if emb.shape != (T, 128):
                 raise ValueError(f"{path}: expected ({T}, 128) embeddings, got {tuple(emb.shape)}")
@@ -158,10 +182,11 @@ class AVSDataset(Dataset):
         if self.audio == "pkl":
             log_mel = load_log_mel(self.layout.pkl_path(rec))
         else:
-            log_mel = log_mel_examples(read_wav(self.layout.wav_path(rec)), num_examples=T,
-                                       padding=self.audio_padding)
+            log_mel = log_mel_examples(
+                read_wav(self.layout.wav_path(rec)), num_examples=T, padding=self.audio_padding
+            )
         if self.audio_padding == "zeros":  # AVSS: examples past the clip's real frames are 0
-            log_mel[rec.num_frames:] = 0.0
+            log_mel[rec.num_frames :] = 0.0
         return _fit_examples(log_mel, T, self.audio_padding)
 
 
@@ -196,8 +221,14 @@ DATASETS: dict[str, type[AVSDataset]] = {"s4": S4Dataset, "ms3": MS3Dataset, "av
 
 
 def build_dataset(
-    setting: str, root: str | os.PathLike, split: str, *, config=None,
-    input_size: int | None = None, num_frames: int | None = None, **kwargs,
+    setting: str,
+    root: str | os.PathLike,
+    split: str,
+    *,
+    config=None,
+    input_size: int | None = None,
+    num_frames: int | None = None,
+    **kwargs,
 ) -> AVSDataset:
     """`DATASETS[setting](root, split, **kwargs)`. `input_size` is `size`; `num_frames`, when
     given, must be the setting's T. With a `SelMConfig` (`config`), both come from it, and a
@@ -213,8 +244,10 @@ def build_dataset(
         kwargs.setdefault("size", input_size)
     T = layout_class(setting).num_frames
     if num_frames is not None and num_frames != T:
-        raise ValueError(f"{setting} clips have {T} frames but the model expects {num_frames}; "
-                         f"set the model's num_frames to {T}")
+        raise ValueError(
+            f"{setting} clips have {T} frames but the model expects {num_frames}; "
+            f"set the model's num_frames to {T}"
+        )
     return cls(root, split, **kwargs)
 
 
@@ -223,9 +256,7 @@ def vggish_cache_path(cache: Path, rec: ClipRecord) -> Path:
 
 
 @torch.no_grad()
-def write_vggish_cache(
-    dataset: AVSDataset, vggish, cache: str | os.PathLike | None = None
-) -> Path:
+def write_vggish_cache(dataset: AVSDataset, vggish, cache: str | os.PathLike | None = None) -> Path:
     """Run `vggish` ((N, 1, 96, 64) -> (N, 128)) once on every clip's log-mel examples and
     save (T, 128) per clip under `cache` (default: the dataset's `vggish_cache`, inside its
     data folder, so each data root, counterfactual ones included, has its own)."""

@@ -74,7 +74,10 @@ class Layout(ABC):
 
     @classmethod
     def find(
-        cls, root: str | os.PathLike, *, csv_path: str | os.PathLike | None = None,
+        cls,
+        root: str | os.PathLike,
+        *,
+        csv_path: str | os.PathLike | None = None,
         data_dir: str | os.PathLike | None = None,
     ) -> Layout:
         """Find the CSV and the data folder below `root` (or take them explicitly)."""
@@ -178,8 +181,9 @@ class S4Layout(Layout):
         cols = row["_cols"]
         name, category = row.get("name", cols[0]), row.get("category", cols[2])
         split = row["split"]
-        return ClipRecord(name=name, split=split, category=category,
-                          gt_frames=self.gt_frames(split, "", 5))
+        return ClipRecord(
+            name=name, split=split, category=category, gt_frames=self.gt_frames(split, "", 5)
+        )
 
     def _row(self, rec: ClipRecord) -> list[str]:
         return [rec.name, "0", rec.category, rec.split]
@@ -251,8 +255,14 @@ class AVSSLayout(Layout):
         if subset not in AVSS_SUBSETS:
             raise ValueError(f"{self.csv_path}: label {subset!r} not in {AVSS_SUBSETS}")
         n = 10 if subset == "v2" else 5
-        return ClipRecord(name=row["uid"], split=split, category=row.get("a_obj", ""),
-                          subset=subset, num_frames=n, gt_frames=self.gt_frames(split, subset, n))
+        return ClipRecord(
+            name=row["uid"],
+            split=split,
+            category=row.get("a_obj", ""),
+            subset=subset,
+            num_frames=n,
+            gt_frames=self.gt_frames(split, subset, n),
+        )
 
     def _row(self, rec: ClipRecord) -> list[str]:
         return [rec.name, rec.name, "0", "0", rec.category, rec.split, rec.subset]

@@ -9,6 +9,18 @@ from train.synth.scenes import CATEGORIES, Category, Clip, Renderer, sample_clip
 from train.synth.writer import COUNTERFACTUALS, ClipTask, build_clip, clip_audio
 
 __all__ = [
-    "CATEGORIES", "COUNTERFACTUALS", "LAYOUTS", "VERSION", "Category", "Clip", "ClipTask",
-    "Renderer", "build_clip", "clip_audio", "generate", "plan", "sample_clip", "split_sizes",
+    "CATEGORIES",
+    "COUNTERFACTUALS",
+    "LAYOUTS",
+    "VERSION",
+    "Category",
+    "Clip",
+    "ClipTask",
+    "Renderer",
+    "build_clip",
+    "clip_audio",
+    "generate",
+    "plan",
+    "sample_clip",
+    "split_sizes",
 ]

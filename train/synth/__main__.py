@@ -13,13 +13,17 @@ from train.synth.generate import LAYOUTS, generate, split_sizes
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.synth", description=__doc__)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--clips", type=int, default=20,
-                        help="clips per layout, split 70/15/15 into train/val/test")
+    parser.add_argument(
+        "--clips", type=int, default=20, help="clips per layout, split 70/15/15 into train/val/test"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=224, help="frame side in pixels")
     parser.add_argument("--layout", choices=[*LAYOUTS, "all"], default="all")
-    parser.add_argument("--counterfactuals", action="store_true",
-                        help="also write counterfactual/{silent,noise,swapped,offscreen}/")
+    parser.add_argument(
+        "--counterfactuals",
+        action="store_true",
+        help="also write counterfactual/{silent,noise,swapped,offscreen}/",
+    )
     parser.add_argument("--mp4", action="store_true", help="also write mp4 clips with audio")
     parser.add_argument("--fps", type=int, default=24, help="mp4 frame rate")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
@@ -31,18 +35,28 @@ def main(argv: list[str] | None = None) -> int:
         sizes = split_sizes(args.clips, min_test=2 if args.counterfactuals else 1)
         start = time.perf_counter()
         out = generate(
-            args.out, seed=args.seed, size=args.size, layouts=layouts, sizes=sizes,
-            counterfactuals=args.counterfactuals, mp4=args.mp4, fps=args.fps,
-            workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
+            args.out,
+            seed=args.seed,
+            size=args.size,
+            layouts=layouts,
+            sizes=sizes,
+            counterfactuals=args.counterfactuals,
+            mp4=args.mp4,
+            fps=args.fps,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
         )
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     total = sum(sizes.values()) * len(layouts)
     elapsed = time.perf_counter() - start
-    print(f"wrote {total} clips ({', '.join(layouts)}; train/val/test {sizes['train']}/"
-          f"{sizes['val']}/{sizes['test']} each) to {out} in {elapsed:.1f} s "
-          f"({total / elapsed:.1f} clips/s)")
+    print(
+        f"wrote {total} clips ({', '.join(layouts)}; train/val/test {sizes['train']}/"
+        f"{sizes['val']}/{sizes['test']} each) to {out} in {elapsed:.1f} s "
+        f"({total / elapsed:.1f} clips/s)"
+    )
     return 0
 
 

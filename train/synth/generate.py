@@ -29,8 +29,10 @@ def split_sizes(clips: int, min_test: int = 1) -> dict[str, int]:
     """`clips` per layout -> train/val/test counts, 70/15/15 as AVSBench (at least 1 each,
     at least `min_test` test clips: counterfactual sets need 2)."""
     if clips < 2 + min_test:
-        raise ValueError(f"--clips must be at least {2 + min_test} (train, val and {min_test} "
-                         f"test clip(s)), got {clips}")
+        raise ValueError(
+            f"--clips must be at least {2 + min_test} (train, val and {min_test} "
+            f"test clip(s)), got {clips}"
+        )
     val = max(1, round(clips * 0.15))
     test = max(min_test, val)
     return {"train": clips - val - test, "val": val, "test": test}
@@ -46,8 +48,9 @@ def plan(layouts: Sequence[str], sizes: dict[str, int]) -> list[ClipTask]:
             for i in range(sizes.get(split, 0)):
                 subset = _AVSS_CYCLE[i % len(_AVSS_CYCLE)] if layout == "avss" else ""
                 seconds = 10 if subset == "v2" else 5
-                clips.append(ClipTask(layout=layout, split=split, index=i, seconds=seconds,
-                                      subset=subset))
+                clips.append(
+                    ClipTask(layout=layout, split=split, index=i, seconds=seconds, subset=subset)
+                )
             if split == "test" and len(clips) >= 2:
                 clips = [_with_partner(c, clips) for c in clips]
             tasks += clips
@@ -71,10 +74,19 @@ def _init_worker() -> None:
 
 
 def generate(
-    out: str | os.PathLike, *, clips: int = 20, seed: int = 0, size: int = 224,
-    layouts: Sequence[str] = LAYOUTS, counterfactuals: bool = False, mp4: bool = False,
-    fps: int = 24, workers: int | None = None, sizes: dict[str, int] | None = None,
-    overwrite: bool = False, progress: bool = True,
+    out: str | os.PathLike,
+    *,
+    clips: int = 20,
+    seed: int = 0,
+    size: int = 224,
+    layouts: Sequence[str] = LAYOUTS,
+    counterfactuals: bool = False,
+    mp4: bool = False,
+    fps: int = 24,
+    workers: int | None = None,
+    sizes: dict[str, int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Write AVS-Synth under `out` (see SYNTH.md): `clips` clips per layout (or explicit
     per-split `sizes`), frames of `size` x `size`. Same arguments -> byte-identical files,
@@ -90,8 +102,10 @@ def generate(
         raise ValueError("counterfactual test sets need at least 2 test clips per layout")
     existing = [out / name for name in _OUTPUTS if (out / name).exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{out} already holds AVS-Synth output ({existing[0].name}); "
-                              "pass overwrite=True (--overwrite) or choose another folder")
+        raise FileExistsError(
+            f"{out} already holds AVS-Synth output ({existing[0].name}); "
+            "pass overwrite=True (--overwrite) or choose another folder"
+        )
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -128,15 +142,26 @@ def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> N
         root = out / "counterfactual" / kind if kind else out
         clips_meta: dict[str, list] = {}
         for layout in layouts:
-            done = [(task, files[kind]) for task, files in results
-                    if task.layout == layout and kind in files]
+            done = [
+                (task, files[kind])
+                for task, files in results
+                if task.layout == layout and kind in files
+            ]
             layout_class(layout).standard(root).write_csv([rec for _, (rec, _) in done])
             clips_meta[layout] = [meta for _, (_, meta) in done]
         header = dict(
-            generator="AVS-Synth", version=VERSION, seed=seed, size=size, fps=fps,
+            generator="AVS-Synth",
+            version=VERSION,
+            seed=seed,
+            size=size,
+            fps=fps,
             counterfactual=kind or None,
-            categories=[dict(id=i, label=i + 1, name=c.name, shape=c.shape, texture=c.texture,
-                             sound=c.sound) for i, c in enumerate(CATEGORIES)],
+            categories=[
+                dict(
+                    id=i, label=i + 1, name=c.name, shape=c.shape, texture=c.texture, sound=c.sound
+                )
+                for i, c in enumerate(CATEGORIES)
+            ],
         )
         text = json.dumps(header | {"clips": clips_meta}, indent=1, sort_keys=True)
         (root / "metadata.json").write_text(text + "\n")

@@ -104,7 +104,8 @@ def _place(rng: np.random.Generator, n: int) -> list[tuple[float, tuple, tuple]]
         centres = rng.uniform(reach, 1.0 - reach)
         far = all(
             np.linalg.norm(centres[i] - centres[j]) > reach[i].max() + reach[j].max()
-            for i in range(n) for j in range(i)
+            for i in range(n)
+            for j in range(i)
         )
         if far:
             return [(float(radii[i]), tuple(centres[i]), tuple(amps[i])) for i in range(n)]
@@ -114,7 +115,10 @@ def _place(rng: np.random.Generator, n: int) -> list[tuple[float, tuple, tuple]]
 
 
 def sample_clip(
-    rng: np.random.Generator, *, seconds: int, single_source: bool,
+    rng: np.random.Generator,
+    *,
+    seconds: int,
+    single_source: bool,
     num_categories: int = len(CATEGORIES),
 ) -> Clip:
     """A random clip: 1-3 objects of distinct categories.
@@ -129,8 +133,9 @@ def sample_clip(
     silent = [False] * seconds
     if single_source:
         source = int(rng.integers(n))
-        sounding = [_seconds_on(rng, seconds, 0.8) if i == source else tuple(silent)
-                    for i in range(n)]
+        sounding = [
+            _seconds_on(rng, seconds, 0.8) if i == source else tuple(silent) for i in range(n)
+        ]
     else:
         sounding = [_seconds_on(rng, seconds, 0.55) for _ in range(n)]
         if n >= 2 and rng.random() < 0.5:
@@ -139,33 +144,52 @@ def sample_clip(
     for i, (radius, centre, amp) in enumerate(_place(rng, n)):
         cat = CATEGORIES[int(cats[i])]
         colour = np.clip(np.asarray(cat.colour) * rng.uniform(0.85, 1.1, 3), 0.0, 1.0)
-        objects.append(SceneObject(
-            category=int(cats[i]), radius=radius, centre=centre, amplitude=amp,
-            omega=tuple(rng.uniform(0.3, 1.2, 2)), phase=tuple(rng.uniform(0, 2 * np.pi, 2)),
-            angle=float(rng.uniform(0, 2 * np.pi)), spin=float(rng.uniform(-0.4, 0.4)),
-            colour=tuple(float(c) for c in colour), sounding=sounding[i],
-            sound=sample_sound_params(cat.sound, rng),
-        ))
+        objects.append(
+            SceneObject(
+                category=int(cats[i]),
+                radius=radius,
+                centre=centre,
+                amplitude=amp,
+                omega=tuple(rng.uniform(0.3, 1.2, 2)),
+                phase=tuple(rng.uniform(0, 2 * np.pi, 2)),
+                angle=float(rng.uniform(0, 2 * np.pi)),
+                spin=float(rng.uniform(-0.4, 0.4)),
+                colour=tuple(float(c) for c in colour),
+                sounding=sounding[i],
+                sound=sample_sound_params(cat.sound, rng),
+            )
+        )
     offscreen = []
     if not single_source and rng.random() < 0.25:
         hidden = [c for c in range(num_categories) if c not in set(cats.tolist())]
         cat = int(rng.choice(hidden))
-        offscreen.append(OffscreenSound(
-            category=cat, sounding=_seconds_on(rng, seconds, 0.5),
-            sound=sample_sound_params(CATEGORIES[cat].sound, rng),
-        ))
-    return Clip(seconds=seconds, objects=objects, offscreen=offscreen,
-                background=sample_background(rng), snr_db=float(rng.uniform(10.0, 30.0)),
-                noise_seed=int(rng.integers(2**31)))
+        offscreen.append(
+            OffscreenSound(
+                category=cat,
+                sounding=_seconds_on(rng, seconds, 0.5),
+                sound=sample_sound_params(CATEGORIES[cat].sound, rng),
+            )
+        )
+    return Clip(
+        seconds=seconds,
+        objects=objects,
+        offscreen=offscreen,
+        background=sample_background(rng),
+        snr_db=float(rng.uniform(10.0, 30.0)),
+        noise_seed=int(rng.integers(2**31)),
+    )
 
 
 def sample_background(rng: np.random.Generator) -> dict:
     directions = rng.uniform(0, 2 * np.pi, 3)
     k = np.stack([np.cos(directions), np.sin(directions)], 1) * rng.uniform(3, 12, (3, 1))
     return dict(
-        grey=float(rng.uniform(0.28, 0.5)), tint=tuple(rng.uniform(-0.06, 0.06, 3)),
-        k=k.tolist(), omega=rng.uniform(0.2, 0.6, 3).tolist(),
-        phase=rng.uniform(0, 2 * np.pi, 3).tolist(), amplitude=rng.uniform(0.03, 0.07, 3).tolist(),
+        grey=float(rng.uniform(0.28, 0.5)),
+        tint=tuple(rng.uniform(-0.06, 0.06, 3)),
+        k=k.tolist(),
+        omega=rng.uniform(0.2, 0.6, 3).tolist(),
+        phase=rng.uniform(0, 2 * np.pi, 3).tolist(),
+        amplitude=rng.uniform(0.03, 0.07, 3).tolist(),
         texture_seed=int(rng.integers(2**31)),
     )
 

@@ -57,8 +57,9 @@ def _karplus_strong(f0: float, n: int, rng: np.random.Generator) -> np.ndarray:
     y[1 : period + 1] = shape - shape.mean() + 0.1 * rng.uniform(-1, 1, period)
     for start in range(period + 1, n + 1, period):
         stop = min(start + period, n + 1)
-        y[start:stop] = 0.498 * (y[start - period : stop - period]
-                                 + y[start - period - 1 : stop - period - 1])
+        y[start:stop] = 0.498 * (
+            y[start - period : stop - period] + y[start - period - 1 : stop - period - 1]
+        )
     return y[1 : n + 1]
 
 
@@ -129,8 +130,12 @@ def background_noise(seed: int, n: int, snr_db: float) -> np.ndarray:
     return x * LEVEL * 10 ** (-snr_db / 20)
 
 
-def mix(sources: list[tuple[str, dict, tuple[bool, ...]]], seconds: int, noise_seed: int,
-        snr_db: float | None) -> np.ndarray:
+def mix(
+    sources: list[tuple[str, dict, tuple[bool, ...]]],
+    seconds: int,
+    noise_seed: int,
+    snr_db: float | None,
+) -> np.ndarray:
     """(seconds * 16000,) float32: the gated sources plus background noise (None: none),
     scaled down only if it would clip."""
     n = seconds * SR

@@ -72,8 +72,10 @@ def build_clip(seed: int, task: ClipTask) -> Clip:
 
 def clip_audio(clip: Clip) -> np.ndarray:
     """(seconds * 16000,) float32: the clip's mix as its 16-bit wav reads back."""
-    sources = [(CATEGORIES[s.category].sound, s.sound, s.sounding)
-               for s in [*clip.objects, *clip.offscreen]]
+    sources = [
+        (CATEGORIES[s.category].sound, s.sound, s.sounding)
+        for s in [*clip.objects, *clip.offscreen]
+    ]
     return quantize_pcm16(mix(sources, clip.seconds, clip.noise_seed, clip.snr_db))
 
 
@@ -88,8 +90,13 @@ def offscreen_audio(seed: int, task: ClipTask, clip: Clip) -> tuple[np.ndarray, 
         on = rng.random(clip.seconds) < 0.6
         on[int(rng.integers(clip.seconds))] = True
         recipe = CATEGORIES[int(c)].sound
-        sounds.append(OffscreenSound(category=int(c), sounding=tuple(bool(x) for x in on),
-                                     sound=sample_sound_params(recipe, rng)))
+        sounds.append(
+            OffscreenSound(
+                category=int(c),
+                sounding=tuple(bool(x) for x in on),
+                sound=sample_sound_params(recipe, rng),
+            )
+        )
     sources = [(CATEGORIES[s.category].sound, s.sound, s.sounding) for s in sounds]
     return quantize_pcm16(mix(sources, clip.seconds, clip.noise_seed, clip.snr_db)), sounds
 
@@ -105,17 +112,35 @@ def _names(cats) -> list[str]:
 def clip_metadata(task: ClipTask, clip: Clip, heard: list[set[int]]) -> dict:
     """What metadata.json records of a clip: its objects, when each sounds, and the GT's
     categories per second (`heard` (seconds,) sets of category ids heard in each second)."""
+
     def seconds(flags):
         return [i for i, on in enumerate(flags) if on]
 
     return dict(
-        name=task.name, layout=task.layout, split=task.split, subset=task.subset,
-        seconds=clip.seconds, snr_db=round(clip.snr_db, 3),
-        objects=[dict(category=CATEGORIES[o.category].name, category_id=o.category,
-                      sounding_seconds=seconds(o.sounding), radius=round(o.radius, 4),
-                      centre=[round(c, 4) for c in o.centre]) for o in clip.objects],
-        offscreen=[dict(category=CATEGORIES[s.category].name, category_id=s.category,
-                        sounding_seconds=seconds(s.sounding)) for s in clip.offscreen],
+        name=task.name,
+        layout=task.layout,
+        split=task.split,
+        subset=task.subset,
+        seconds=clip.seconds,
+        snr_db=round(clip.snr_db, 3),
+        objects=[
+            dict(
+                category=CATEGORIES[o.category].name,
+                category_id=o.category,
+                sounding_seconds=seconds(o.sounding),
+                radius=round(o.radius, 4),
+                centre=[round(c, 4) for c in o.centre],
+            )
+            for o in clip.objects
+        ],
+        offscreen=[
+            dict(
+                category=CATEGORIES[s.category].name,
+                category_id=s.category,
+                sounding_seconds=seconds(s.sounding),
+            )
+            for s in clip.offscreen
+        ],
         gt_categories=[_names(h & {o.category for o in clip.objects}) for h in heard],
     )
 
@@ -135,11 +160,26 @@ class ClipWriter:
         elif task.layout == "avss":
             category = "_".join(_names(set().union(*heard) & {o.category for o in clip.objects}))
         gt = layout.gt_frames(task.split, task.subset, clip.seconds)
-        return ClipRecord(name=task.name, split=task.split, category=category,
-                          subset=task.subset, num_frames=clip.seconds, gt_frames=gt)
+        return ClipRecord(
+            name=task.name,
+            split=task.split,
+            category=category,
+            subset=task.subset,
+            num_frames=clip.seconds,
+            gt_frames=gt,
+        )
 
-    def write(self, root: Path, task: ClipTask, clip: Clip, frames, ids, wave,
-              heard: list[set[int]], frame_source: Path | None = None) -> ClipRecord:
+    def write(
+        self,
+        root: Path,
+        task: ClipTask,
+        clip: Clip,
+        frames,
+        ids,
+        wave,
+        heard: list[set[int]],
+        frame_source: Path | None = None,
+    ) -> ClipRecord:
         """Write under the output root `root`. frames (T, H, W, 3) uint8 and ids (T, H, W) of the
         clip; wave (S,) float32 (already PCM-16 exact); heard[i]: categories heard in second i.
         With `frame_source` (another root), frames are copied from there, not encoded again."""
@@ -161,8 +201,11 @@ class ClipWriter:
             if task.layout == "avss":
                 write_label_png(path, semantic_gt(ids[i], clip, heard[i]))
             else:
-                write_binary_mask(path, binary_gt(ids[i], clip, heard[i]),
-                                  mode="1" if task.layout == "s4" else "P")
+                write_binary_mask(
+                    path,
+                    binary_gt(ids[i], clip, heard[i]),
+                    mode="1" if task.layout == "s4" else "P",
+                )
         wav = layout.wav_path(rec)
         wav.parent.mkdir(parents=True, exist_ok=True)
         write_wav(wav, wave)
@@ -177,8 +220,9 @@ class ClipWriter:
         return rec
 
 
-def write_task(out: Path, seed: int, task: ClipTask, writer: ClipWriter,
-               counterfactuals: bool) -> dict:
+def write_task(
+    out: Path, seed: int, task: ClipTask, writer: ClipWriter, counterfactuals: bool
+) -> dict:
     """Write a clip (and, for test clips with `counterfactuals`, its four counterfactual
     versions). Returns {"": (record, metadata), kind: (record, metadata), ...}."""
     clip = build_clip(seed, task)
@@ -193,8 +237,9 @@ def write_task(out: Path, seed: int, task: ClipTask, writer: ClipWriter,
         return results
     for kind in COUNTERFACTUALS:
         wave, heard_cf, extra = counterfactual_audio(kind, seed, task, clip)
-        cf_rec = writer.write(out / "counterfactual" / kind, task, clip, frames, ids, wave,
-                              heard_cf, frame_source=out)
+        cf_rec = writer.write(
+            out / "counterfactual" / kind, task, clip, frames, ids, wave, heard_cf, frame_source=out
+        )
         results[kind] = (cf_rec, clip_metadata(task, clip, heard_cf) | extra)
     return results
 
@@ -222,8 +267,12 @@ def counterfactual_audio(kind: str, seed: int, task: ClipTask, clip: Clip):
         return _fit(clip_audio(other), n), swapped_heard(other, clip.seconds), extra
     if kind == "offscreen":  # only categories that are not in view
         wave, sounds = offscreen_audio(seed, task, clip)
-        described = [dict(category=CATEGORIES[s.category].name,
-                          sounding_seconds=[i for i, on in enumerate(s.sounding) if on])
-                     for s in sounds]
+        described = [
+            dict(
+                category=CATEGORIES[s.category].name,
+                sounding_seconds=[i for i, on in enumerate(s.sounding) if on],
+            )
+            for s in sounds
+        ]
         return wave, silence, {"counterfactual": kind, "offscreen_audio": described}
     raise ValueError(f"unknown counterfactual {kind!r}; known: {COUNTERFACTUALS}")
