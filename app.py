@@ -140,13 +140,14 @@ def warm_up(predictor) -> None:
     """One second of grey frames and silence, so the first user does not pay for lazy setup."""
     import numpy as np
 
-    from selm.media import Clip
+    from selm.audio import SAMPLE_RATE
+    from selm.media import FRAME_OFFSET, Clip
 
     size = predictor.config.input_size
     clip = Clip(
         frames=np.full((1, size, size, 3), 128, np.uint8),
-        times=np.array([0.875]),
-        waveform=np.zeros(16000, np.float32),
+        times=np.array([float(FRAME_OFFSET)]),
+        waveform=np.zeros(SAMPLE_RATE, np.float32),
         duration=1.0,
         fps=1.0,
         width=size,

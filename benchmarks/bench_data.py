@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from selm.settings import SETTINGS  # noqa: E402
 from train.data import build_dataset  # noqa: E402
 from train.synth import generate, split_sizes  # noqa: E402
 
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--layout", default="ms3", choices=["s4", "ms3", "avss"])
+    parser.add_argument("--layout", default="ms3", choices=SETTINGS)
     parser.add_argument("--counterfactuals", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)

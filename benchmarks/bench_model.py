@@ -24,7 +24,7 @@ from selm import (
     build_selm,  # noqa: E402
     ssm,  # noqa: E402
 )
-from selm.bcsm import MambaStack  # noqa: E402
+from selm.modeling.bcsm import MambaStack  # noqa: E402
 
 PRESETS = {
     "selm_tiny": {},

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from selm.bcsm import MambaStack  # noqa: E402
 from selm.config import SelMConfig  # noqa: E402
-from selm.ssm import HAS_MAMBA_KERNEL, selective_scan, selective_scan_ref  # noqa: E402
+from selm.modeling.bcsm import MambaStack  # noqa: E402
+from selm.modeling.ssm import HAS_MAMBA_KERNEL, selective_scan, selective_scan_ref  # noqa: E402
 
 
 def time_ms(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int) -> float:

@@ -22,7 +22,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 DEVICE=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-python3 -c "import torch, selm.ssm as s; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'mamba kernel:', s.HAS_MAMBA_KERNEL)" | tee -a "$ART/session.log"
+python3 -c "import torch, selm.modeling.ssm as s; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'mamba kernel:', s.HAS_MAMBA_KERNEL)" | tee -a "$ART/session.log"
 
 TRAIN_CLIPS=${TRAIN_CLIPS:-1200}; VAL_CLIPS=${VAL_CLIPS:-48}; TEST_CLIPS=${TEST_CLIPS:-120}
 SIZE=${SIZE:-224}; BATCH=${BATCH:-16}; LR=${LR:-5e-4}; WORKERS=${WORKERS:-12}

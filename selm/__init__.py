@@ -21,9 +21,9 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_selm": "selm.model",
-    "SelM": "selm.model",
-    "SelMOutput": "selm.model",
+    "build_selm": "selm.build",
+    "SelM": "selm.modeling.model",
+    "SelMOutput": "selm.modeling.model",
     "save_pretrained": "selm.checkpoint",
     "load_pretrained": "selm.checkpoint",
     "Predictor": "selm.predictor",

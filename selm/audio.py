@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torchaudio
@@ -20,6 +20,7 @@ F_MIN, F_MAX = 125.0, 7500.0
 LOG_OFFSET = 0.01
 EXAMPLE_FRAMES = 96  # 0.96 s
 EXAMPLE_SAMPLES = (EXAMPLE_FRAMES - 1) * HOP + WINDOW  # samples one example needs
+PADDINGS = ("repeat", "zeros")  # how short audio is filled to T examples (SelMConfig.audio_padding)
 
 
 def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,10 @@ class LogMel(torch.nn.Module):
         return torch.log(mel + LOG_OFFSET)
 
 
-_LOG_MEL: LogMel | None = None
+@functools.cache
+def _log_mel() -> LogMel:
+    """The one LogMel of this process (its mel matrix is built once)."""
+    return LogMel()
 
 
 def to_mono_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -104,13 +108,10 @@ def log_mel_examples(
     missing ones are padded by repeating the last example (`padding="repeat"`, S4/MS3) or
     with zeros (`"zeros"`, AVSS). A waveform of zeros ("mute") gives log(0.01) everywhere.
     """
-    global _LOG_MEL
-    if padding not in ("repeat", "zeros"):
-        raise ValueError(f"padding must be 'repeat' or 'zeros', got {padding!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     wav = to_mono_16k(waveform, sample_rate)
-    if _LOG_MEL is None:
-        _LOG_MEL = LogMel()
-    frames = _LOG_MEL(wav)  # (F, 64)
+    frames = _log_mel()(wav)  # (F, 64)
     count = frames.shape[0] // EXAMPLE_FRAMES
     examples = frames[: count * EXAMPLE_FRAMES].reshape(count, 1, EXAMPLE_FRAMES, N_MELS)
     if num_examples is None:
@@ -119,19 +120,24 @@ def log_mel_examples(
                 f"audio of {wav.numel() / SAMPLE_RATE:.3f} s is shorter than one 0.96 s example"
             )
         return examples
+    if count == 0 and padding == "repeat":
+        # nothing to repeat: the whole (short) signal padded with silence is the example
+        wav = torch.nn.functional.pad(wav, (0, EXAMPLE_SAMPLES - wav.numel()))
+        examples = _log_mel()(wav)[:EXAMPLE_FRAMES].reshape(1, 1, EXAMPLE_FRAMES, N_MELS)
+    return fit_examples(examples, num_examples, padding)
+
+
+def fit_examples(examples: torch.Tensor, num_examples: int, padding: str) -> torch.Tensor:
+    """(N, 1, 96, 64) -> exactly (num_examples, 1, 96, 64): extra examples dropped, missing ones
+    the last example repeated (`"repeat"`, S4/MS3) or zeros (`"zeros"`, AVSS; also when N = 0)."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    count = examples.shape[0]
     if count >= num_examples:
         return examples[:num_examples].contiguous()
     if count == 0 or padding == "zeros":
-        fill = torch.zeros(1, 1, EXAMPLE_FRAMES, N_MELS)
-        if count == 0 and padding == "repeat":
-            # nothing to repeat: the whole (short) signal padded with silence is the example
-            wav = torch.nn.functional.pad(wav, (0, EXAMPLE_SAMPLES - wav.numel()))
-            fill = _LOG_MEL(wav)[:EXAMPLE_FRAMES].reshape(1, 1, EXAMPLE_FRAMES, N_MELS)
+        fill = examples.new_zeros(1, 1, EXAMPLE_FRAMES, N_MELS)
     else:
         fill = examples[-1:]
     pad = fill.expand(num_examples - count, -1, -1, -1)
     return torch.cat([examples, pad], dim=0).contiguous()
-
-
-def seconds_to_samples(seconds: float) -> int:
-    return int(math.ceil(seconds * SAMPLE_RATE))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -15,56 +14,25 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from selm.config import SelMConfig
+from selm.modeling.model import SelM
+from selm.state_dict import CheckpointError, atomic_write, load_state_strict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit its config."""
-
-
-def unwrap_state_dict(obj: object, wrappers: tuple[str, ...]) -> dict | None:
-    """The name -> tensor dict in `obj`, itself or nested under one of `wrappers` keys, with a
-    DataParallel `module.` prefix removed; None when there is none."""
-    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if (
-        not isinstance(obj, dict)
-        or not obj
-        or not all(isinstance(v, torch.Tensor) for v in obj.values())
-    ):
-        return None
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# keys of a config.json written before weight sources left SelMConfig (always scrubbed there)
+_LEGACY_WEIGHT_KEYS = ("backbone_pretrained", "backbone_weights", "vggish_weights")
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extra_config) -> Path:
     """Write `model`'s config and weights into `directory` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = model.config.to_dict()
-    # the weights are in the file: building from this config must not fetch or load others
-    config.update(backbone_pretrained=False, backbone_weights=None, vggish_weights=None)
-    payload = {"model_type": "selm", **extra_config, "config": config}
+    payload = {"model_type": "selm", **extra_config, "config": model.config.to_dict()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(
-        directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})
+    atomic_write(
+        directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"})
     )
-    _atomic_write(
+    atomic_write(
         directory / CONFIG_NAME,
         lambda p: Path(p).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n"),
     )
@@ -102,7 +70,9 @@ def read_config(directory: str | os.PathLike) -> SelMConfig:
     path = Path(directory) / CONFIG_NAME
     try:
         payload = json.loads(path.read_text())
-        values = payload["config"] if "config" in payload else payload
+        values = dict(payload["config"] if "config" in payload else payload)
+        for key in _LEGACY_WEIGHT_KEYS:
+            values.pop(key, None)
         return SelMConfig.from_dict(values)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a valid SelM config ({err})") from err
@@ -116,45 +86,12 @@ def load_state(directory: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise CheckpointError(f"{path}: unreadable or corrupted safetensors file ({err})") from err
 
 
-def load_state_strict(
-    model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    source: str,
-    what: str = "the model its config describes",
-) -> None:
-    """`load_state_dict(strict=True)` with one clear error listing every mismatch."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-
-        def listing(title: str, items: list[str]) -> str:
-            more = f" ... and {len(items) - 20} more" if len(items) > 20 else ""
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:20]) + more if items else ""
-
-        raise CheckpointError(
-            f"{source} does not fit {what}:"
-            + listing("missing", missing)
-            + listing("unexpected", unexpected)
-            + listing("shape mismatch", shapes)
-        )
-    model.load_state_dict(state, strict=True)
-
-
 def load_pretrained(dir_or_hub_id: str | os.PathLike, map_location: str = "cpu", **overrides):
     """Rebuild a SelM from `config.json` (+ `overrides`, e.g. gumbel_at_eval) and load strictly."""
-    from selm.model import SelM
-
     directory = resolve_checkpoint(dir_or_hub_id)
     config = read_config(directory)
     if overrides:
         config = config.replace(**overrides)
-    config = config.replace(backbone_pretrained=False, backbone_weights=None, vggish_weights=None)
     model = SelM(config)
     load_state_strict(model, load_state(directory, map_location), str(directory))
     return model.to(map_location).eval()

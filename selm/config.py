@@ -29,16 +29,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class SelMConfig:
+    """The architecture and its losses. Weight files are not part of it: the builder takes them
+    (`selm.build.build_selm(config, backbone_weights=..., vggish_weights=...)`)."""
+
     # --- inputs (SPEC §1) ---
     backbone: str = "resnet50"  # any timm model whose stages run one by one (resnet*, pvt_v2_*)
-    backbone_pretrained: bool = False  # ImageNet weights through timm (needs the network)
-    backbone_weights: str | None = None  # local timm checkpoint file, used instead of the hub
     input_size: int = 224  # frames are resized to input_size x input_size
     output_size: int | None = None  # logits side; None -> input_size (the release: always 224)
     num_frames: int = 5  # T: 5 for S4/MS3, 10 for AVSS
     audio_padding: str = "repeat"  # short audio: repeat the last example (S4/MS3) or zeros (AVSS)
     vggish: str = "official"  # "official" architecture (72M params) or "slim" (small CPU models)
-    vggish_weights: str | None = None  # path to vggish-10086976.pth (official variant only)
     freeze_vggish: bool = True
     freeze_backbone: bool = False
     # --- model width ---
@@ -142,12 +142,6 @@ _PRESETS.update(OFFICIAL_PRESETS)  # selm_{r50,pvt_b5}_official_{s4,ms3,avss}: t
 
 def preset_names() -> list[str]:
     return sorted(_PRESETS)
-
-
-def register_preset(name: str, **values: Any) -> None:
-    """Add a named preset (used by `selm.convert` for the official layouts)."""
-    SelMConfig(**values)  # validate now, not at first use
-    _PRESETS[name] = dict(values)
 
 
 def get_config(name: str, **overrides: Any) -> SelMConfig:

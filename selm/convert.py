@@ -29,12 +29,20 @@ from pathlib import Path
 
 import torch
 
-from selm.checkpoint import CheckpointError, load_state_strict, save_pretrained, unwrap_state_dict
+from selm.checkpoint import save_pretrained
 from selm.config import SelMConfig, get_config
-from selm.dam_official import our_key
-from selm.model import SelM
+from selm.modeling.dam_official import our_key
+from selm.modeling.model import SelM
+from selm.modeling.vggish import VGGish
 from selm.official_presets import BACKBONES, SETTINGS, official_preset_name
-from selm.vggish import VGGISH_FILE, VGGISH_URL, VGGish, load_vggish_weights
+from selm.pretrained import VGGISH_FILE, VGGISH_URL, load_vggish_weights
+from selm.state_dict import (
+    CheckpointError,
+    load_state_strict,
+    read_weights,
+    timm_checkpoint_filter,
+    unwrap_state_dict,
+)
 
 DROPPED = re.compile(r"^resnet\.layer[34]_2\.")  # the release's second ResNet branch, unused
 _DAM = re.compile(r"^(?:encoder_backbone\.)?DAM_Fusion([1-4])\.(.+)$")
@@ -96,7 +104,7 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConversionError(f"{path}: no such file (the published SelM .pth to convert)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_weights(path)
     except Exception as err:  # unpickling errors come in many types
         raise ConversionError(f"{path} could not be read as a PyTorch state dict ({err})") from err
     state = unwrap_state_dict(obj, _WRAPPERS)
@@ -206,7 +214,7 @@ def map_official(
     if unknown:
         raise ConversionError(_listing("published tensors with no place in selm's model", unknown))
     if pvt:  # the original PVT-v2 layout, renamed by timm's own checkpoint filter
-        filter_fn = getattr(sys.modules[type(timm_model).__module__], "checkpoint_filter_fn", None)
+        filter_fn = timm_checkpoint_filter(timm_model)
         if filter_fn is None:
             raise ConversionError(
                 f"timm's {type(timm_model).__name__} has no checkpoint filter "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,14 +22,16 @@ import numpy as np
 import torch
 
 from selm.audio import SAMPLE_RATE, to_mono_16k
+from selm.state_dict import atomic_path
 
-FRAME_OFFSET = 14 / 16  # frame i is taken at i + 14/16 s: the 15th of 16 sub-samples of second i
+# frame i is taken at i + 14/16 s: the 15th of 16 sub-samples of second i (AVSBench)
+FRAME_OFFSET = Fraction(14, 16)
 PARTIAL_SECOND_MIN = 0.05  # s: a shorter trailing part of a second is rounding, not a second
 
 
 def frame_times(num_seconds: int) -> np.ndarray:
     """(num_seconds,) instants, in seconds, of the 1-fps frames the model sees."""
-    return np.arange(num_seconds, dtype=np.float64) + FRAME_OFFSET
+    return np.arange(num_seconds, dtype=np.float64) + float(FRAME_OFFSET)
 
 
 class MediaError(ValueError):
@@ -144,8 +145,7 @@ class _FrameSampler:
             return  # a duplicate or out-of-order timestamp: keep the first frame shown
         if self.max_seconds is not None and time > self.max_seconds + PARTIAL_SECOND_MIN:
             raise _too_long(self.path, float(time), self.max_seconds)
-        offset = Fraction(14, 16)
-        while self.last is not None and time > len(self.picks) + offset:
+        while self.last is not None and time > len(self.picks) + FRAME_OFFSET:
             self._pick_last()
         if self.count:
             self.gap = time - self.last_time
@@ -297,21 +297,6 @@ def white_noise(num_samples: int, seed: int, std: float = 0.1) -> np.ndarray:
     """(num_samples,) float32 Gaussian white noise, clipped to [-1, 1]; same seed, same noise."""
     noise = np.random.default_rng(seed).normal(0.0, std, size=int(num_samples))
     return np.clip(noise, -1.0, 1.0).astype(np.float32)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); on success it replaces `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name, not a mkstemp file: the writer creates it with the usual (umask) permissions
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_wav(path: str | os.PathLike, waveform: np.ndarray, sr: int = SAMPLE_RATE) -> Path:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-SETTINGS = ("s4", "ms3", "avss")
+from selm.settings import SETTINGS
+
 BACKBONES = {"r50": "resnet50", "pvt": "pvt_v2_b5"}  # --backbone value -> timm model
 
 _COMMON: dict[str, Any] = dict(
-    dam_variant="official",  # the released DAM block (selm.dam_official)
+    dam_variant="official",  # the released DAM block (selm.modeling.dam_official)
     output_size=224,  # the release resizes its logits to 224 x 224 for every model
     audio_attn_min_side=14,  # `LoadLayer`: the audio step exists only where pe_shape >= 14
     bcsm_residual="normed",  # `Mamba_channel_temporal_block`: y = LN(x); y + Mamba(y)

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selm.media import MediaError, atomic_path, read_video
+from selm.media import MediaError, read_video
 from selm.predictor import Prediction, Predictor, resolve_audio
 from selm.render import write_overlay_video
+from selm.state_dict import atomic_path
 
 
 def build_parser() -> argparse.ArgumentParser:

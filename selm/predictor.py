@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from selm.audio import SAMPLE_RATE, log_mel_examples
+from selm.frames import model_input
 from selm.media import (
     PARTIAL_SECOND_MIN,
     Clip,
@@ -29,8 +30,6 @@ from selm.media import (
     white_noise,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
 AUDIO_CHOICES = ("original", "mute", "noise")
@@ -146,8 +145,6 @@ class Predictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu") -> Predictor:
@@ -158,12 +155,7 @@ class Predictor:
 
     def _frames(self, frames: np.ndarray) -> torch.Tensor:
         """(n, H, W, 3) uint8 -> (n, 3, S, S) ImageNet-normalised, bilinear (antialiased)."""
-        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        size = self.config.input_size
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
-        return (x - self._mean) / self._std
+        return model_input(torch.from_numpy(frames).to(self.device), self.config.input_size)
 
     def _audio(self, wave: np.ndarray, start: int, count: int) -> torch.Tensor:
         """Seconds [start, start + count) of the waveform -> (T, 1, 96, 64) log-mel."""
@@ -205,7 +197,7 @@ class Predictor:
             x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)]) if pad else x
             mask = torch.arange(window, device=self.device) < count
             audio_mel = self._audio(wave, start, count).to(self.device)  # (T, 1, 96, 64)
-            out = self.model(x[None], audio_mel[None], mask[None])
+            out = self.model(x[None], audio_mel[None], mask[None], return_maps=True)
             windows.append(_window_result(out, count, (clip.height, clip.width)))
             if progress is not None:
                 progress(

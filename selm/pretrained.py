@@ -1,21 +1,33 @@
-"""timm backbones with ImageNet weights from a local file, the cache, or the hub; offline-aware.
+"""Every weight loader: timm backbones' ImageNet weights and torchvggish's VGGish.
 
-Order: an explicit `weights_path` wins; else, with `pretrained`, a copy already in the Hugging
-Face (or torch hub) cache; else a download, attempted only when the hub is online and reachable.
-Offline (HF_HUB_OFFLINE=1) or unreachable, it fails at once with the file to supply and how.
+Modules never read files (`selm.modeling`); the builder (`selm.build`) calls these after
+construction. Backbone order: an explicit `weights_path` wins; else, with `pretrained`, a copy
+already in the Hugging Face (or torch hub) cache; else a download, attempted only when the hub is
+online and reachable. Offline (HF_HUB_OFFLINE=1) or unreachable, it fails at once with the file
+to supply and how.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from selm.modeling.encoder import timm_model
+from selm.modeling.vggish import VGGish
+from selm.state_dict import (
+    load_state_strict,
+    read_weights,
+    timm_checkpoint_filter,
+    unwrap_state_dict,
+)
+
+VGGISH_FILE = "vggish-10086976.pth"
+VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + VGGISH_FILE
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub repos hold
 _PROBE_TIMEOUT_S = 3.0
 
@@ -24,16 +36,11 @@ def create_backbone(
     name: str, pretrained: bool = False, weights_path: str | Path | None = None
 ) -> nn.Module:
     """timm model `name` without its classifier (num_classes=0), weights as the module doc says."""
-    import timm
-
-    if not timm.is_model(name.split(".")[0]):
-        close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:12]
-        raise ValueError(f"unknown timm model {name!r}; similar names: {close}")
-    model = timm.create_model(name, pretrained=False, num_classes=0)
+    model = timm_model(name)
     if weights_path is not None:
         load_backbone_weights(model, weights_path)
     elif pretrained:
-        load_backbone_weights(model, _pretrained_file(name))
+        load_backbone_weights(model, pretrained_file(name))
     return model
 
 
@@ -47,17 +54,10 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
             f"backbone weights not found at {path}; set `backbone_weights: PATH` in the config "
             "or `--set backbone_weights=PATH`"
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):  # training checkpoints wrap the weights
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    state = unwrap_state_dict(read_weights(path), ("state_dict", "model"))
+    if state is None:
+        raise RuntimeError(f"{path} holds no state dict (name -> tensor) for a timm backbone")
+    filter_fn = timm_checkpoint_filter(model)
     if filter_fn is not None:
         state = filter_fn(state, model)
     classifier = model.pretrained_cfg.get("classifier") or ()
@@ -105,7 +105,7 @@ def _missing(name: str, where: str, reason: str) -> RuntimeError:
     )
 
 
-def _pretrained_file(name: str) -> Path:
+def pretrained_file(name: str) -> Path:
     """Local path of timm's default pretrained file for `name`: cached, or downloaded now."""
     from huggingface_hub import constants, try_to_load_from_cache
     from timm.models import get_pretrained_cfg
@@ -153,3 +153,31 @@ def _download(repo: str, files: tuple[str, ...], url: str | None, url_file: Path
         except Exception:  # this repo stores the weights under the next name
             continue
     return Path(hf_hub_download(repo, files[-1], cache_dir=constants.HF_HUB_CACHE))
+
+
+def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
+    """Load torchvggish's `vggish-10086976.pth` (or a state dict saved from an official VGGish)
+    strictly into an official-variant VGGish; a file that does not fit raises with its keys."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"VGGish weights not found at {path}. Download {VGGISH_FILE} from the torchvggish "
+            f"release ({VGGISH_URL}) and pass it as `--vggish-weights PATH` (model.vggish_weights)."
+        )
+    if vggish.variant != "official":
+        raise ValueError(
+            f"{path.name} holds the official VGGish; this model uses the {vggish.variant!r} "
+            "variant. Set `vggish: official` to load it, or drop `vggish_weights`."
+        )
+    try:
+        state = unwrap_state_dict(read_weights(path), ("state_dict", "model", "vggish"))
+    except Exception as err:  # unpickling errors have many types; say which file and why
+        raise ValueError(f"{path} is not a VGGish state dict ({err})") from err
+    if state is None:
+        raise ValueError(
+            f"{path} is not a VGGish state dict: expected a state dict (name -> tensor) or a "
+            "dict wrapping one"
+        )
+    # torchvggish's full model also holds its PCA buffers; post-processing is off here
+    state = {k: v for k, v in state.items() if not k.startswith("pproc.")}
+    load_state_strict(vggish, state, str(path), what=f"the official VGGish ({VGGISH_FILE})")

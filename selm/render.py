@@ -18,23 +18,12 @@ import matplotlib
 import numpy as np
 
 from selm.audio import SAMPLE_RATE
-from selm.media import atomic_path, iter_video_frames
+from selm.media import iter_video_frames
+from selm.palette import label_palette
+from selm.state_dict import atomic_path
 
 MASK_COLOR = (255, 64, 64)  # binary masks
 TOKEN_COLORS = np.array(matplotlib.colormaps["tab10"].colors[:10]) * 255  # (10, 3) CLEVER tokens
-
-
-def label_palette(num: int = 256) -> np.ndarray:
-    """(num, 3) uint8: the PASCAL VOC bit-shift palette (AVSS's label colours; 0 is black)."""
-    palette = np.zeros((num, 3), dtype=np.uint8)
-    for label in range(num):
-        code, bit = label, 7
-        while code:
-            for channel in range(3):
-                palette[label, channel] |= ((code >> channel) & 1) << bit
-            code >>= 3
-            bit -= 1
-    return palette
 
 
 def overlay(
@@ -153,6 +142,7 @@ class MediaWriter:
         audio_codec,
         pix_fmt,
         rotation,
+        video_options=None,
     ) -> None:
         self.container = container
         self.video = self.audio = None
@@ -164,7 +154,9 @@ class MediaWriter:
             rate = Fraction(fps).limit_denominator(1001)
             self.video = container.add_stream(video_codec, rate=rate)
             self.video.width, self.video.height, self.video.pix_fmt = width, height, pix_fmt
-            if video_codec == "libx264":
+            if video_options is not None:
+                self.video.options = dict(video_options)
+            elif video_codec == "libx264":
                 self.video.options = {"crf": "20", "preset": "veryfast"}
             if rotation:
                 self.video.set_display_rotation(rotation)
@@ -212,10 +204,12 @@ def open_writer(
     audio_codec: str = "aac",
     pix_fmt: str = "yuv420p",
     rotation: int = 0,
+    video_options: dict[str, str] | None = None,
 ) -> Iterator[MediaWriter]:
     """A `MediaWriter` for `path` (format from its suffix): a video stream when size = (W, H)
-    and fps are given, an audio stream when sample_rate is. The file appears only when the
-    block ends without an error (temp file beside it + os.replace)."""
+    and fps are given, an audio stream when sample_rate is. `video_options`: encoder options
+    (default for x264: crf 20, preset veryfast). The file appears only when the block ends
+    without an error (temp file beside it + os.replace)."""
     if (size is None) != (fps is None) or (size is None and sample_rate is None):
         raise ValueError("open_writer needs size and fps (video) and/or sample_rate (audio)")
     with atomic_path(path) as tmp:
@@ -232,6 +226,7 @@ def open_writer(
                 audio_codec=audio_codec,
                 pix_fmt=pix_fmt,
                 rotation=rotation,
+                video_options=video_options,
             )
             yield writer
             writer.flush()

@@ -14,6 +14,7 @@ from pathlib import Path
 import soundfile
 from PIL import Image
 
+from selm.settings import SETTINGS
 from train.data.files import decode_label_colours, load_log_mel, read_rgb
 from train.data.layout import SPLITS, ClipRecord, Layout, layout_class
 
@@ -153,7 +154,7 @@ def check(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.check_data", description=__doc__)
     parser.add_argument("root", help="data root (the layout's folder or a parent of it)")
-    parser.add_argument("--setting", required=True, choices=["s4", "ms3", "avss"])
+    parser.add_argument("--setting", required=True, choices=SETTINGS)
     parser.add_argument("--csv", default=None, help="the CSV, if not found below ROOT")
     parser.add_argument("--data-dir", default=None, help="the data folder, if not found")
     parser.add_argument("--max-problems", type=int, default=20, help="problems to list")

@@ -18,10 +18,24 @@ from typing import Any
 
 import yaml
 
+from selm.build import WeightSources
 from selm.config import SelMConfig, get_config
+from selm.settings import SETTINGS
 
-SETTINGS = ("s4", "ms3", "avss")
 AMP_MODES = ("bf16", "fp16", "off")
+
+
+@dataclass
+class DataOptions:
+    """More `build_dataset` keywords (train/data/datasets.py); None keeps the loader's choice."""
+
+    audio: str | None = None  # pkl | wav | vggish | log_mel (aliases in datasets.AUDIO_ALIASES)
+    csv_path: str | None = None  # the split table, when it is not where the layout expects it
+    data_dir: str | None = None  # the media folder, likewise
+    mask_size: int | None = None  # resize masks to mask_size x mask_size (AVSS, as released)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -35,11 +49,12 @@ class TrainConfig:
     augment: bool = False  # train split only: one crop/flip/colour/gain per clip (train.data)
     vggish_cache: str | None = None  # folder of cached VGGish embeddings (per split), used with
     # a frozen VGGish and written on first use from the model's VGGish: no VGGish in the loop
-    data_options: dict[str, Any] = field(default_factory=dict)  # more build_dataset keywords
-    # (audio: pkl | wav, csv_path, data_dir); see train/data/datasets.py
+    data_options: DataOptions = field(default_factory=DataOptions)
     # --- model ---
     preset: str = "selm_tiny"  # a selm preset (selm_r50, selm_pvt_b5, selm_tiny, ...)
-    model: dict[str, Any] = field(default_factory=dict)  # SelMConfig fields over the preset
+    model: dict[str, Any] = field(default_factory=dict)  # SelMConfig fields over the preset,
+    # and the weight sources the builder loads (backbone_pretrained, backbone_weights,
+    # vggish_weights: selm.build.WeightSources)
     init_from: str | None = None  # checkpoint dir whose weights start the run (release MS3 can
     # start from the S4 model); the config's architecture must match
     freeze_backbone_epochs: int = 0  # backbone frozen for the first N epochs (release MS3: 15)
@@ -76,11 +91,17 @@ class TrainConfig:
         self.model_config()  # unknown or invalid model fields fail now, not at the first step
 
     def model_config(self) -> SelMConfig:
-        """The SelM config: the preset with `model` overrides applied."""
+        """The SelM config: the preset with `model` overrides applied (weight sources aside)."""
+        fields = {k: v for k, v in self.model.items() if k not in WeightSources.field_names()}
         try:
-            return get_config(self.preset, **self.model)
+            return get_config(self.preset, **fields)
         except KeyError as err:
             raise KeyError(f"in the model section (preset {self.preset!r}): {err.args[0]}") from err
+
+    def weight_sources(self) -> WeightSources:
+        """The pretrained weights the `model` section names, for `selm.build.build_selm`."""
+        names = WeightSources.field_names()
+        return WeightSources(**{k: v for k, v in self.model.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,23 +168,40 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return {**merged, **values, "model": model}
 
 
+def _checked(
+    values: dict[str, Any], hints: dict[str, Any], owner: str, source: str, known: str
+) -> dict[str, Any]:
+    """`values` with every key a field of `hints` (else a KeyError naming it and `known`) and
+    every value checked against its field's type."""
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise KeyError(f"{source}: unknown {owner} key(s) {', '.join(unknown)}; {known}")
+    return {k: coerce(owner, k, v, hints[k]) for k, v in values.items()}
+
+
 def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     """A TrainConfig from plain values; an unknown key is an error naming it and `source`."""
     hints = _field_types(TrainConfig)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise KeyError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; TrainConfig fields are "
-            f"{', '.join(sorted(hints))} (model fields go under `model:`)"
-        )
-    checked = {k: coerce("TrainConfig", k, v, hints[k]) for k, v in values.items()}
-    model = checked.get("model") or {}
-    model_hints = _field_types(SelMConfig)
-    bad = sorted(set(model) - set(model_hints))
-    if bad:
-        raise KeyError(f"{source}: unknown model key(s) {', '.join(bad)} (SelMConfig fields)")
-    checked["model"] = {k: coerce("model", k, v, model_hints[k]) for k, v in model.items()}
+    options = values.get("data_options")
+    values = {k: v for k, v in values.items() if k != "data_options"}
+    known = f"TrainConfig fields are {', '.join(sorted(hints))} (model fields go under `model:`)"
+    checked = _checked(values, hints, "TrainConfig", source, known)
+    if options is not None:
+        checked["data_options"] = _data_options(options, source)
+    model_hints = {**_field_types(SelMConfig), **_field_types(WeightSources)}
+    known = "SelMConfig fields, or the weight sources " + ", ".join(WeightSources.field_names())
+    checked["model"] = _checked(checked.get("model") or {}, model_hints, "model", source, known)
     return TrainConfig(**checked)
+
+
+def _data_options(values: Any, source: str) -> DataOptions:
+    if isinstance(values, DataOptions):
+        return values
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: data_options must be a mapping, got {values!r}")
+    hints = _field_types(DataOptions)
+    known = f"DataOptions fields are {', '.join(sorted(hints))}"
+    return DataOptions(**_checked(values, hints, "data_options", source, known))
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

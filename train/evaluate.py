@@ -28,6 +28,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
+from selm.settings import SETTINGS
+from train.config import AMP_MODES
 
 COUNTERFACTUAL_SETS = ("silent", "noise", "swapped", "offscreen")
 _TENSOR_KEYS = ("frames", "audio", "masks", "has_gt", "frame_mask")
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint dir (config.json + weights)")
     p.add_argument("--data", required=True, help="data root (AVSBench or AVS-Synth)")
-    p.add_argument("--setting", required=True, choices=("s4", "ms3", "avss"))
+    p.add_argument("--setting", required=True, choices=SETTINGS)
     p.add_argument("--split", default="test")
     p.add_argument(
         "--batch-size",
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clips per test batch; the legacy M_J/M_F depend on it (release: 2)",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"))
+    p.add_argument("--amp", default="off", choices=AMP_MODES)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument(
         "--audio",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selm.checkpoint import _atomic_write  # the one temporary-file-then-rename writer
+from selm.state_dict import atomic_write  # the one temporary-file-then-rename writer
 
 STATE_FORMAT = 1
 
@@ -60,7 +60,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
     """`torch.save` to a temporary file in the same folder, then `os.replace`: a reader (or a run
     killed while writing) sees the old file or the new one, never half of one."""
-    _atomic_write(Path(path), lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp))
+    atomic_write(Path(path), lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp))
 
 
 def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from selm.build import build_selm
 from selm.checkpoint import load_pretrained, save_pretrained
 from selm.losses import selm_loss
-from selm.model import build_selm
 from train.config import TrainConfig, save_config
 from train.data import build_dataset, write_vggish_cache
 from train.data.datasets import vggish_cache_path
@@ -68,7 +68,8 @@ class Trainer:
         self.model_cfg = config.model_config()
 
         seed_all(config.seed)  # the same initial weights on every process
-        model = build_selm(self.model_cfg)
+        self.weights = config.weight_sources()
+        model = build_selm(self.model_cfg, **dataclasses.asdict(self.weights))
         if config.init_from:
             model.load_state_dict(load_pretrained(config.init_from).state_dict())
         self._fill_vggish_cache(model)
@@ -112,7 +113,7 @@ class Trainer:
     # --- data ---
     def _dataset(self, split: str, augment: bool = False, cached: bool = True):
         """The split as the model reads it; VGGish embeddings from the cache when it is used."""
-        c, options = self.cfg, dict(self.cfg.data_options)
+        c, options = self.cfg, self.cfg.data_options.kwargs()
         if cached and self._uses_cache():
             options.update(audio="vggish", vggish_cache=c.vggish_cache)
         return build_dataset(
@@ -127,7 +128,7 @@ class Trainer:
         return (
             m.freeze_vggish
             and m.vggish == "official"
-            and not m.vggish_weights
+            and not self.weights.vggish_weights
             and not self.cfg.init_from
         )
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from selm.config import get_config
-from selm.predictor import IMAGENET_MEAN, IMAGENET_STD, Predictor
+from selm.frames import IMAGENET_MEAN, IMAGENET_STD
+from selm.predictor import Predictor
 from selm.render import open_writer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,7 @@ class FakeSelM(torch.nn.Module):
         self.listens = listens
         self.calls = 0
 
-    def forward(self, frames, audio, frame_mask=None):
+    def forward(self, frames, audio, frame_mask=None, return_maps=False):
         self.calls += 1
         mean = torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
@@ -161,8 +162,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> list[Path]:
     """Two real selm_tiny checkpoints at input 64 (random weights, different seeds)."""
+    from selm.build import build_selm
     from selm.checkpoint import save_pretrained
-    from selm.model import build_selm
 
     root = tmp_path_factory.mktemp("checkpoints")
     paths = []

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,29 @@ def test_failed_save_leaves_previous_checkpoint_intact(saved, tmp_path, monkeypa
         save_pretrained(model, tmp_path)
     assert (tmp_path / WEIGHTS_NAME).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+
+
+# logits on a fixed input, computed with the code before the `selm.modeling` move (commit
+# b19462d): the shipped checkpoints (their config.json still names the retired weight-source
+# keys) must load unchanged and compute the same numbers
+SHIPPED = Path(__file__).parents[2] / "assets" / "checkpoints"
+REFERENCE_LOGITS = {  # mean, std, logits[0, 2, 0, 10, 20]
+    "selm-synth": (-12.167857, 3.120062, -7.676706),
+    "selm-synth-no-bcsm": (-5.807546, 2.48232, -9.680059),
+    "selm-synth-no-dam": (-5.750633, 2.764302, -7.497304),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_LOGITS))
+def test_shipped_checkpoints_load_unchanged(name):
+    if not (SHIPPED / name).is_dir():
+        pytest.skip(f"{name} is no longer shipped")
+    model = load_pretrained(SHIPPED / name)
+    g = torch.Generator().manual_seed(0)
+    s = model.config.input_size
+    frames = torch.randn(1, 5, 3, s, s, generator=g)
+    audio = torch.randn(1, 5, 1, 96, 64, generator=g)
+    with torch.no_grad():
+        logits = model(frames, audio).logits.double()
+    got = (logits.mean().item(), logits.std().item(), logits[0, 2, 0, 10, 20].item())
+    assert got == pytest.approx(REFERENCE_LOGITS[name], abs=2e-5)

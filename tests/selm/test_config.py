@@ -1,6 +1,6 @@
 import pytest
 
-from selm.config import SelMConfig, get_config, preset_names, register_preset
+from selm.config import SelMConfig, get_config, preset_names
 
 
 def test_presets_exist_and_differ():
@@ -41,8 +41,3 @@ def test_round_trip_through_dict():
     cfg = get_config("selm_tiny", pos_grid=[4, 8, 16], aux_weights=[0, 0, 1])
     again = SelMConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.pos_grid == (4, 8, 16)
-
-
-def test_register_preset_validates():
-    with pytest.raises(ValueError):
-        register_preset("broken", fusion="nope")

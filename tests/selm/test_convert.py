@@ -14,8 +14,8 @@ from safetensors import safe_open
 from selm.checkpoint import load_pretrained, read_config
 from selm.config import get_config
 from selm.convert import ConversionError, convert_official, describe, main
+from selm.modeling.vggish import VGGish
 from selm.official_presets import official_preset_name
-from selm.vggish import VGGish
 
 LAYOUTS = Path(__file__).parents[1] / "data" / "official"
 NAMES = [(s, b) for s in ("s4", "ms3", "avss") for b in ("r50", "pvt")]

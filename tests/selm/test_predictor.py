@@ -12,8 +12,9 @@ from torch import nn
 
 from selm import predict as predict_cli
 from selm.config import SelMConfig
+from selm.frames import IMAGENET_MEAN, IMAGENET_STD
 from selm.media import MediaError, frame_times, read_video, write_wav
-from selm.predictor import IMAGENET_MEAN, IMAGENET_STD, Prediction, Predictor
+from selm.predictor import Prediction, Predictor
 from selm.render import open_writer
 
 SILENCE = math.log(0.01)  # log-mel of a waveform of zeros
@@ -34,7 +35,7 @@ class FakeSelM(nn.Module):
         self.scale = nn.Parameter(torch.ones(()))  # so .to(device) has something to move
         self.calls = []
 
-    def forward(self, frames, audio, frame_mask):
+    def forward(self, frames, audio, frame_mask, return_maps=False):
         self.calls.append((frames.clone(), audio.clone(), frame_mask.clone()))
         mean = torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
@@ -194,10 +195,10 @@ def test_from_pretrained_uses_the_checkpoint_loader(monkeypatch):
 
 def test_real_selm_tiny_and_the_cli_on_its_checkpoint(silent_video, tmp_path):
     try:
+        from selm.build import build_selm
         from selm.checkpoint import save_pretrained
-        from selm.model import build_selm
     except ImportError as err:
-        pytest.skip(f"selm.model / selm.checkpoint not importable yet: {err}")
+        pytest.skip(f"selm.modeling.model / selm.checkpoint not importable yet: {err}")
     model = build_selm("selm_tiny", input_size=64)
     pred = Predictor(model).predict(silent_video, audio="noise")  # 3 s: one padded window
     assert pred.probs.shape == (3, 1, H, W)

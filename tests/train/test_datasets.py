@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from selm.audio import log_mel_examples
 from selm.config import get_config
+from selm.frames import IMAGENET_MEAN, IMAGENET_STD
 from train.data import (
     AVSSDataset,
     ClipAugment,
@@ -24,8 +25,6 @@ from train.data import (
 )
 from train.data import augment as aug
 from train.data.files import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     avss_palette,
     load_log_mel,
     read_label_png,

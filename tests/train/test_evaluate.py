@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from selm.build import build_selm
 from selm.checkpoint import save_pretrained
 from selm.metrics import (
     SemanticMeter,
@@ -15,7 +16,6 @@ from selm.metrics import (
     per_frame_f,
     per_frame_j,
 )
-from selm.model import build_selm
 from train.data import build_dataset
 from train.evaluate import (
     COUNTERFACTUAL_SETS,

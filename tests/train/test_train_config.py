@@ -175,11 +175,11 @@ def test_every_config_builds():
     """Each architecture once, on the meta device (no memory, no weights, no network)."""
     import torch
 
-    from selm.model import build_selm
+    from selm.build import build_selm
 
     seen = set()
     for path in ALL_CONFIGS:
-        m = load_config(path).model_config().replace(backbone_pretrained=False, vggish_weights=None)
+        m = load_config(path).model_config()  # weight sources stay out of the model config
         if path.parent.name == "ablations":  # the switch on a small backbone: same code path
             m = m.replace(
                 backbone="pvt_v2_b0",
@@ -196,3 +196,24 @@ def test_every_config_builds():
         with torch.device("meta"):
             model = build_selm(m)
         assert model.config == m
+
+
+def test_weight_sources_are_kept_apart_from_the_model_config():
+    cfg = load_config(
+        None, ["model.vggish_weights=v.pth", "model.backbone_pretrained=true", "model.dim=64"]
+    )
+    ws = cfg.weight_sources()
+    assert (ws.vggish_weights, ws.backbone_pretrained, ws.backbone_weights) == ("v.pth", True, None)
+    assert cfg.model_config().dim == 64
+    assert "vggish_weights" not in cfg.model_config().to_dict()
+    with pytest.raises(ValueError, match="backbone_pretrained"):
+        load_config(None, ["model.backbone_pretrained=maybe"])
+
+
+def test_data_options_are_checked_at_load():
+    cfg = load_config(None, ["data_options={audio: wav, mask_size: 224}"])
+    assert cfg.data_options.kwargs() == {"audio": "wav", "mask_size": 224}
+    with pytest.raises(KeyError, match="unknown data_options key.*audoi"):
+        load_config(None, ["data_options={audoi: wav}"])
+    with pytest.raises(ValueError, match="data_options.mask_size"):
+        load_config(None, ["data_options={mask_size: big}"])

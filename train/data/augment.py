@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from selm.audio import LOG_OFFSET
+from selm.frames import resize_frames
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,10 +72,7 @@ def frames_geometry(frames: torch.Tensor, params: ClipParams, size: int) -> torc
     antialiased), flip."""
     top, bottom, left, right = _pixel_box(params.box, *frames.shape[-2:])
     x = frames[..., top:bottom, left:right]
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
+    x = resize_frames(x, size)
     return x.flip(-1) if params.flip else x
 
 

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from selm.audio import log_mel_examples
+from selm.audio import fit_examples, log_mel_examples
+from selm.frames import normalize
 from train.data import augment as aug
 from train.data.files import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     load_log_mel,
     read_binary_mask,
     read_label_png,
@@ -110,8 +109,7 @@ class AVSDataset(Dataset):
         params = self.augment.sample() if self.augment else aug.ClipParams()
         frames = torch.stack([self._frame(rec, i) for i in range(n)])  # (n, 3, H, W) in [0, 1]
         frames = aug.photometric(aug.frames_geometry(frames, params, self.size), params)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        frames = (frames - mean) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        frames = normalize(frames)
         frames = torch.cat([frames, frames.new_zeros(T - n, *frames.shape[1:])])
 
         has_gt = torch.zeros(T, dtype=torch.bool)
@@ -187,14 +185,7 @@ class AVSDataset(Dataset):
             )
         if self.audio_padding == "zeros":  # AVSS: examples past the clip's real frames are 0
             log_mel[rec.num_frames :] = 0.0
-        return _fit_examples(log_mel, T, self.audio_padding)
-
-
-def _fit_examples(log_mel: torch.Tensor, T: int, padding: str) -> torch.Tensor:
-    if log_mel.shape[0] >= T:
-        return log_mel[:T].contiguous()
-    fill = log_mel[-1:] if padding == "repeat" else torch.zeros_like(log_mel[:1])
-    return torch.cat([log_mel, fill.expand(T - log_mel.shape[0], -1, -1, -1)])
+        return fit_examples(log_mel, T, self.audio_padding)
 
 
 class S4Dataset(AVSDataset):

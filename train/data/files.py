@@ -19,10 +19,9 @@ import torch
 from PIL import Image
 
 from selm.audio import SAMPLE_RATE, to_mono_16k
+from selm.palette import label_palette
 
 NUM_AVSS_CLASSES = 71  # AVSBench-semantic: background + 70 categories
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --- images ---
@@ -55,14 +54,8 @@ def write_binary_mask(path: str | os.PathLike, mask: np.ndarray, mode: str = "1"
 
 # --- AVSS palette labels ---
 def avss_palette(num_classes: int = NUM_AVSS_CLASSES) -> np.ndarray:
-    """(num_classes, 3) uint8: the VOC-style bit-shift colour map AVSBench uses for its labels
-    (class 0 black; bit j of the class id goes to bit 7 - j // 3 of channel j % 3)."""
-    ids = np.arange(num_classes)
-    palette = np.zeros((num_classes, 3), dtype=np.int64)
-    for bit in range(8):  # 8 rounds of 3 bits cover ids < 2**24
-        for channel in range(3):
-            palette[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
-    return palette.astype(np.uint8)
+    """(num_classes, 3) uint8: the colours of AVSBench's label PNGs (`selm.palette`)."""
+    return label_palette(num_classes)
 
 
 _PALETTE = avss_palette()

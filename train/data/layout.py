@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from selm.settings import SETTINGS
+
 SPLITS = ("train", "val", "test")
 AVSS_SUBSETS = ("v1s", "v1m", "v2")
 _SKIP_DIRS = {"visual_frames", "gt_masks", "audio_log_mel", "audio_wav", "frames", "labels_rgb"}
@@ -285,6 +287,7 @@ class AVSSLayout(Layout):
 
 
 LAYOUTS: dict[str, type[Layout]] = {"s4": S4Layout, "ms3": MS3Layout, "avss": AVSSLayout}
+assert tuple(LAYOUTS) == SETTINGS
 
 
 def layout_class(setting: str) -> type[Layout]:

@@ -4,14 +4,13 @@ audio, written in the AVSBench layouts (see shared SYNTH.md and SPEC §11).
 `generate(out, clips=..., seed=...)` writes a data set; `python -m train.synth --help` is the CLI.
 """
 
-from train.synth.generate import LAYOUTS, VERSION, generate, plan, split_sizes
+from train.synth.generate import VERSION, generate, plan, split_sizes
 from train.synth.scenes import CATEGORIES, Category, Clip, Renderer, sample_clip
 from train.synth.writer import COUNTERFACTUALS, ClipTask, build_clip, clip_audio
 
 __all__ = [
     "CATEGORIES",
     "COUNTERFACTUALS",
-    "LAYOUTS",
     "VERSION",
     "Category",
     "Clip",

@@ -7,7 +7,8 @@ import argparse
 import sys
 import time
 
-from train.synth.generate import LAYOUTS, generate, split_sizes
+from selm.settings import SETTINGS
+from train.synth.generate import generate, split_sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=224, help="frame side in pixels")
-    parser.add_argument("--layout", choices=[*LAYOUTS, "all"], default="all")
+    parser.add_argument("--layout", choices=[*SETTINGS, "all"], default="all")
     parser.add_argument(
         "--counterfactuals",
         action="store_true",
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace earlier output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    layouts = LAYOUTS if args.layout == "all" else (args.layout,)
+    layouts = SETTINGS if args.layout == "all" else (args.layout,)
     try:
         sizes = split_sizes(args.clips, min_test=2 if args.counterfactuals else 1)
         start = time.perf_counter()

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from selm.settings import SETTINGS
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
 from train.synth.writer import COUNTERFACTUALS, ClipTask, ClipWriter, write_task
 
 VERSION = "1.0"
-LAYOUTS = ("s4", "ms3", "avss")
 # AVSS clips cycle through these subsets (half v2, as in AVSBench-semantic's split)
 _AVSS_CYCLE = ("v2", "v1s", "v1m", "v2", "v1s", "v2", "v1m", "v2", "v1s", "v2")
 _OUTPUTS = ("Single-source", "Multi-sources", "AVSS", "counterfactual", "mp4", "metadata.json")
@@ -79,7 +79,7 @@ def generate(
     clips: int = 20,
     seed: int = 0,
     size: int = 224,
-    layouts: Sequence[str] = LAYOUTS,
+    layouts: Sequence[str] = SETTINGS,
     counterfactuals: bool = False,
     mp4: bool = False,
     fps: int = 24,
@@ -92,9 +92,9 @@ def generate(
     per-split `sizes`), frames of `size` x `size`. Same arguments -> byte-identical files,
     whatever `workers` is. Returns the output root."""
     out = Path(out)
-    unknown = [x for x in layouts if x not in LAYOUTS]
+    unknown = [x for x in layouts if x not in SETTINGS]
     if unknown or not layouts:
-        raise ValueError(f"layouts must be among {LAYOUTS}, got {list(layouts)}")
+        raise ValueError(f"layouts must be among {SETTINGS}, got {list(layouts)}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     sizes = dict(sizes) if sizes is not None else split_sizes(clips)

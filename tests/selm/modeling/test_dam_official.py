@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from selm.config import SelMConfig
-from selm.dam import build_fusion
-from selm.dam_official import RELEASE_NAMES, OfficialDAM, our_key, release_key
-from selm.model import SelM
+from selm.modeling.dam import build_fusion
+from selm.modeling.dam_official import RELEASE_NAMES, OfficialDAM, our_key, release_key
+from selm.modeling.model import SelM
 
 C, D = 8, 32
-LAYOUTS = Path(__file__).parents[1] / "data" / "official"
+LAYOUTS = Path(__file__).parents[2] / "data" / "official"
 
 
 def _block(channels=C, dim=D, dtype=torch.float64) -> OfficialDAM:
-    m = OfficialDAM(SelMConfig(dim=dim, dam_variant="official"), channels).to(dtype).eval()
+    m = OfficialDAM(channels=channels, dim=dim).to(dtype).eval()
     with torch.no_grad():  # biases and the two scalar logits away from their defaults
         for name, p in m.named_parameters():
             if name.endswith("bias") or name.endswith("_mix"):
@@ -164,7 +164,7 @@ def _tsv(name):
 def test_layout_is_the_released_one(file, prefix, channels):
     released = {k[len(prefix) :]: v for k, v in _tsv(file).items() if k.startswith(prefix)}
     with torch.device("meta"):
-        ours = OfficialDAM(SelMConfig(dam_variant="official"), channels).state_dict()
+        ours = OfficialDAM(channels=channels, dim=256).state_dict()
     assert {release_key(k): tuple(v.shape) for k, v in ours.items()} == released
     assert {our_key(k) for k in released} == set(ours)
 
@@ -183,7 +183,7 @@ def test_build_fusion_and_directions():
     cfg = SelMConfig(dim=D, dam_variant="official")
     assert isinstance(build_fusion(cfg, C), OfficialDAM)
     with pytest.raises(ValueError, match="dam_variant='paper'"):
-        OfficialDAM(SelMConfig(dam_variant="official", dam_direction="a2v"), C)
+        build_fusion(SelMConfig(dam_variant="official", dam_direction="a2v"), C)
 
 
 def test_selm_runs_with_the_official_block():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from selm import build_selm, get_config
-from selm.model import SelMOutput
+from selm.modeling.model import SelMOutput
 
 SMALL = dict(input_size=64, num_frames=3)
 
@@ -22,6 +22,9 @@ def _check_contract(out: SelMOutput, cfg, b, t, size):
     for m, g in zip(out.hit_maps, (size // 16, size // 8, size // 4)):
         assert m.shape == (b, t, k, g, g)
         assert torch.allclose(m.sum(2), torch.ones(()))  # one-hot over the K tokens
+    if not cfg.bcsm:  # a model without BCSM has no BCSM maps to show
+        assert out.bcsm is None
+        return
     assert len(out.bcsm) == 4
     for level, stride in zip(out.bcsm, (4, 8, 16, 32)):
         assert level["norm_before"].shape == (b, t, size // stride, size // stride)
@@ -45,7 +48,7 @@ def test_presets_forward_contract(preset, embeddings):
     model = build_selm(preset, **overrides).eval()
     frames, audio = _inputs(embeddings=embeddings)
     with torch.no_grad():
-        out = model(frames, audio)
+        out = model(frames, audio, return_maps=True)
     _check_contract(out, model.config, 1, 3, 64)
     assert out.dam_maps is not None and out.bcsm[0]["gate_audio"] is not None
 
@@ -117,7 +120,7 @@ def test_ablation_switches_build_and_run(overrides):
     model = build_selm("selm_tiny", **SMALL, **overrides).eval()
     frames, audio = _inputs()
     with torch.no_grad():
-        out = model(frames, audio)
+        out = model(frames, audio, return_maps=True)
     _check_contract(out, model.config, 1, 3, 64)
     if (
         overrides.get("fusion") in ("add", "concat", "none")
@@ -125,7 +128,17 @@ def test_ablation_switches_build_and_run(overrides):
     ):
         assert out.dam_maps is None
     if overrides.get("bcsm") is False:
-        assert all(lv["gate_audio"] is None for lv in out.bcsm)
+        assert out.bcsm is None
+
+
+def test_display_maps_only_when_asked():
+    model = build_selm("selm_tiny", **SMALL).eval()
+    frames, audio = _inputs()
+    with torch.no_grad():
+        plain = model(frames, audio)
+        shown = model(frames, audio, return_maps=True)
+    assert plain.bcsm is None and len(shown.bcsm) == 4
+    assert torch.equal(plain.logits, shown.logits)
 
 
 def test_bad_shapes_are_explained():

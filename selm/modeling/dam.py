@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selm.modeling.dam_official import OfficialDAM
+
 
 def _pointwise(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
     """Conv1d(1x1) + GELU + Dropout over (BT, C, L)."""
@@ -24,7 +26,7 @@ class DAM(nn.Module):
     audio token attend over the pixels. Both halves read the block's inputs (x, a)."""
 
     def __init__(
-        self, channels: int, dim: int, *, dropout: float = 0.1, direction: str = "both"
+        self, *, channels: int, dim: int, dropout: float = 0.1, direction: str = "both"
     ) -> None:
         super().__init__()
         if direction not in ("both", "a2v", "v2a"):
@@ -74,7 +76,7 @@ class DAM(nn.Module):
 class AddFusion(nn.Module):
     """Ablation `fusion: add`: x + Linear(D -> C)(a) at every pixel; a unchanged."""
 
-    def __init__(self, channels: int, dim: int) -> None:
+    def __init__(self, *, channels: int, dim: int) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, channels)
 
@@ -85,7 +87,7 @@ class AddFusion(nn.Module):
 class ConcatFusion(nn.Module):
     """Ablation `fusion: concat`: Conv1x1(C + D -> C)(cat(x, a at every pixel)); a unchanged."""
 
-    def __init__(self, channels: int, dim: int) -> None:
+    def __init__(self, *, channels: int, dim: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(channels + dim, channels, kernel_size=1)
 
@@ -102,17 +104,21 @@ class NoFusion(nn.Module):
 
 
 def build_fusion(cfg, channels: int) -> nn.Module:
-    """The fusion block after a backbone stage with `channels` maps, as `cfg` selects."""
+    """The fusion block after a backbone stage with `channels` maps, as `cfg` selects (the
+    config is read here; the blocks take plain keyword arguments)."""
     if cfg.fusion == "dam":
         if cfg.dam_variant == "official":
-            from selm.dam_official import OfficialDAM
-
-            return OfficialDAM(cfg, channels)
-        return DAM(channels, cfg.dim, dropout=cfg.dropout, direction=cfg.dam_direction)
+            if cfg.dam_direction != "both":
+                raise ValueError(
+                    "dam_variant='official' is the released block, which always has both "
+                    f"halves; dam_direction={cfg.dam_direction!r} needs dam_variant='paper'"
+                )
+            return OfficialDAM(channels=channels, dim=cfg.dim)
+        return DAM(channels=channels, dim=cfg.dim, dropout=cfg.dropout, direction=cfg.dam_direction)
     if cfg.fusion == "add":
-        return AddFusion(channels, cfg.dim)
+        return AddFusion(channels=channels, dim=cfg.dim)
     if cfg.fusion == "concat":
-        return ConcatFusion(channels, cfg.dim)
+        return ConcatFusion(channels=channels, dim=cfg.dim)
     if cfg.fusion == "none":
         return NoFusion()
     raise ValueError(f"fusion {cfg.fusion!r}: expected 'dam', 'add', 'concat' or 'none'")

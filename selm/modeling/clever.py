@@ -3,7 +3,7 @@
 K learnable tokens walk the fused feature pyramid coarse to fine. At each of the three layers the
 finer backbone level is fused in, the last token reads the frame's audio, and every token gathers
 the pixels it wins in a hard (straight-through) assignment: that assignment is the CLEVER hit map.
-The last token finally becomes the kernel of the mask head (`selm.mask_head`).
+The last token finally becomes the kernel of the mask head (`selm.modeling.mask_head`).
 
 Submodule names follow the authors' release so their checkpoints load by renaming only:
 `tokens`, `fuses.{i}.fusion`, `layers.{i}` (positional embedding + audio step), `cgattention{1,2,3}`
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selm.config import SelMConfig
-from selm.mask_head import MaskHead
+from selm.modeling.mask_head import MaskHead
 
 
 class Mlp(nn.Module):

@@ -83,14 +83,9 @@ def _instance_norm(t: torch.Tensor) -> torch.Tensor:
 class OfficialDAM(nn.Module):
     """The released DAM block: (x (BT, C, h, w), a (BT, D)) -> (x, a, att (BT, h*w))."""
 
-    def __init__(self, cfg, channels: int) -> None:
+    def __init__(self, *, channels: int, dim: int) -> None:
         super().__init__()
-        if cfg.dam_direction != "both":
-            raise ValueError(
-                f"dam_variant='official' is the released block, which always has both halves; "
-                f"dam_direction={cfg.dam_direction!r} needs dam_variant='paper'"
-            )
-        c, d = channels, cfg.dim
+        c, d = channels, dim
         self.scale = c**-0.5  # both halves scale by the visual width C (the release's key_channels)
         # A2V (audio -> video)
         self.vis_project = _conv(c, c)

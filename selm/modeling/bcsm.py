@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from selm.config import SelMConfig
-from selm.mamba import Mamba
+from selm.modeling.mamba import Mamba
 
 NUM_LEVELS = 4
 
@@ -130,8 +130,10 @@ class BCSM(nn.Module):
                 )
 
     def forward(
-        self, feats: list[torch.Tensor], audio: torch.Tensor
-    ) -> tuple[list[torch.Tensor], torch.Tensor, list[dict[str, torch.Tensor | None]]]:
+        self, feats: list[torch.Tensor], audio: torch.Tensor, return_maps: bool = True
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[dict[str, torch.Tensor | None]] | None]:
+        """The selected maps, the selected audio tokens, and (with `return_maps`) the display maps
+        of the class docstring, else None."""
         self._check_inputs(feats, audio)
         out_feats, maps, video_gates = [], [], []
         for s, f in enumerate(feats):
@@ -145,14 +147,15 @@ class BCSM(nn.Module):
                 gate_a = self.audio_gated[s](self.audio_encoder[s](audio))  # (B, T, D)
                 selected = f + gate_a[..., None, None] * f
             out_feats.append(selected)
-            maps.append(
-                {
-                    "norm_before": channel_norm(f),
-                    "norm_after": channel_norm(selected),
-                    "gate_audio": None if gate_a is None else gate_a.detach(),
-                    "gate_video": None if gate_v is None else gate_v.detach(),
-                }
-            )
+            if return_maps:
+                maps.append(
+                    {
+                        "norm_before": channel_norm(f),
+                        "norm_after": channel_norm(selected),
+                        "gate_audio": None if gate_a is None else gate_a.detach(),
+                        "gate_video": None if gate_v is None else gate_v.detach(),
+                    }
+                )
         if video_gates:
             audio = audio + torch.stack(video_gates).mean(dim=0) * audio
-        return out_feats, audio, maps
+        return out_feats, audio, maps if return_maps else None

@@ -3,7 +3,7 @@
 A state dict of `mamba_ssm.modules.mamba_simple.Mamba` loads into `Mamba` unchanged (and back):
 in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj. The convolution runs as a plain causal
 depthwise `nn.Conv1d`; the selective scan dispatches to the CUDA kernel when available
-(`selm.ssm.selective_scan`).
+(`selm.modeling.ssm.selective_scan`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selm.ssm import selective_scan
+from selm.modeling.ssm import selective_scan
 
 
 class Mamba(nn.Module):
@@ -78,9 +78,8 @@ class Mamba(nn.Module):
         self.A_log = nn.Parameter(torch.log(a))  # (d_inner, d_state)
         # D = 1: a skip connection from the input to the output of every channel
         self.D = nn.Parameter(torch.ones(d_inner))
-        # no weight decay on A_log and D (read by optimisers that follow mamba_ssm's convention)
-        self.A_log._no_weight_decay = True
-        self.D._no_weight_decay = True
+        # mamba_ssm marks A_log and D `_no_weight_decay`; the release's AdamW decays every
+        # parameter all the same, and so does train/ (one parameter group): no flag here
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

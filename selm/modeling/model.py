@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selm.bcsm import BCSM, channel_norm
-from selm.clever import CleverDecoder
-from selm.config import SelMConfig, get_config
-from selm.encoder import AudioVisualEncoder
+from selm.config import SelMConfig
+from selm.modeling.bcsm import BCSM
+from selm.modeling.clever import CleverDecoder
+from selm.modeling.encoder import AudioVisualEncoder
 
 
 @dataclass
@@ -21,9 +21,9 @@ class SelMOutput:
     logits: torch.Tensor  # (B, T, N, H, W): N = 1 binary, N = num_classes semantic
     hit_maps: list[torch.Tensor]  # 3 x (B, T, K, h, w): CLEVER token assignment, coarse to fine
     dam_maps: list[torch.Tensor] | None  # 4 x (B, T, h_s, w_s): DAM's V2A attention over pixels
-    bcsm: list[
-        dict[str, torch.Tensor | None]
-    ]  # per level: norm_before/after (B,T,h,w), gates (B,T,D)
+    # per level {norm_before, norm_after (B, T, h, w), gate_audio, gate_video (B, T, D) or None};
+    # None unless asked for (`return_maps=True`) or when the model has no BCSM
+    bcsm: list[dict[str, torch.Tensor | None]] | None
 
 
 class SelM(nn.Module):
@@ -45,9 +45,12 @@ class SelM(nn.Module):
         frames: torch.Tensor,
         audio: torch.Tensor,
         frame_mask: torch.Tensor | None = None,
+        return_maps: bool = False,
     ) -> SelMOutput:
         """frames (B, T, 3, H, W) ImageNet-normalised; audio (B, T, 1, 96, 64) log-mel examples or
-        (B, T, 128) VGGish embeddings; frame_mask (B, T) bool, False for padded frames."""
+        (B, T, 128) VGGish embeddings; frame_mask (B, T) bool, False for padded frames.
+        `return_maps`: also compute BCSM's display maps (channel norms before/after selection);
+        off for training, on in the Predictor."""
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
         b, t, _, h, w = frames.shape
@@ -66,17 +69,14 @@ class SelM(nn.Module):
         feats, tokens, dam_maps = self.encoder(frames.flatten(0, 1), audio.flatten(0, 1), mask)
         feats = [proj(x) for proj, x in zip(self.proj, feats)]  # 4 x (BT, D, h_s, w_s)
 
-        norms_before = [channel_norm(f).unflatten(0, (b, t)) for f in feats]
+        bcsm_maps = None
         if self.bcsm is not None:
             clip_feats = [f.unflatten(0, (b, t)) for f in feats]  # (B, T, D, h, w)
-            clip_feats, clip_audio, bcsm_maps = self.bcsm(clip_feats, tokens.unflatten(0, (b, t)))
+            clip_feats, clip_audio, bcsm_maps = self.bcsm(
+                clip_feats, tokens.unflatten(0, (b, t)), return_maps=return_maps
+            )
             feats = [f.flatten(0, 1) for f in clip_feats]
             tokens = clip_audio.flatten(0, 1)
-        else:
-            bcsm_maps = [
-                {"norm_before": n, "norm_after": n, "gate_audio": None, "gate_video": None}
-                for n in norms_before
-            ]
 
         valid = None if mask is None else mask[:, None]  # (BT, 1)
         logits, hit_maps = self.decoder(feats, tokens[:, None], valid)
@@ -94,12 +94,3 @@ class SelM(nn.Module):
             ],
             bcsm=bcsm_maps,
         )
-
-
-def build_selm(config: str | SelMConfig = "selm_tiny", **overrides) -> SelM:
-    """Build a SelM from a preset name (`selm_r50`, `selm_pvt_b5`, `selm_tiny`, ...) or a config."""
-    if isinstance(config, str):
-        config = get_config(config, **overrides)
-    elif overrides:
-        config = config.replace(**overrides)
-    return SelM(config)

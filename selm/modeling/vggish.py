@@ -1,7 +1,8 @@
 """VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (SPEC §1).
 
 `official` is the architecture of Google's VGGish as ported to PyTorch by torchvggish, with the
-same parameter names, so its release file `vggish-10086976.pth` loads strictly. `slim` keeps the
+same parameter names, so its release file `vggish-10086976.pth` loads strictly
+(`selm.pretrained.load_vggish_weights`). `slim` keeps the
 front end and the 128-d output with far fewer channels, for small models trained on a CPU.
 PCA post-processing (the AudioSet release's quantisation step) is not applied: SelM consumes the
 raw 128-d ReLU embeddings.
@@ -9,15 +10,9 @@ raw 128-d ReLU embeddings.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from selm.checkpoint import load_state_strict, unwrap_state_dict
-
-VGGISH_FILE = "vggish-10086976.pth"
-VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + VGGISH_FILE
 EMBEDDING_DIM = 128
 
 # conv channels, "M" = 2x2 max-pool; four pools take 96 x 64 to 6 x 4
@@ -60,35 +55,3 @@ class VGGish(nn.Module):
         # flatten in (H, W, C) order: the TF-trained FC weights were laid out channels-last
         x = x.permute(0, 2, 3, 1).flatten(1)  # (N, 6 * 4 * C)
         return self.embeddings(x)  # (N, 128)
-
-
-def _unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
-    """A plain state dict, or one inside a {"state_dict"|"model"|"vggish": ...} wrapper."""
-    state = unwrap_state_dict(obj, ("state_dict", "model", "vggish"))
-    if state is None:
-        raise ValueError("expected a state dict (name -> tensor) or a dict wrapping one")
-    return state
-
-
-def load_vggish_weights(vggish: VGGish, path: str | Path) -> None:
-    """Load torchvggish's `vggish-10086976.pth` (or a state dict saved from an official VGGish)
-    strictly into an official-variant VGGish; a file that does not fit raises with its keys."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"VGGish weights not found at {path}. Download {VGGISH_FILE} from the torchvggish "
-            f"release ({VGGISH_URL}) and pass it as `--vggish-weights PATH` (cfg.vggish_weights)."
-        )
-    if vggish.variant != "official":
-        raise ValueError(
-            f"{path.name} holds the official VGGish; this model uses the {vggish.variant!r} "
-            "variant. Set `vggish: official` to load it, or drop `vggish_weights`."
-        )
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        state = _unwrap_state_dict(raw)
-    except Exception as err:  # unpickling errors have many types; say which file and why
-        raise ValueError(f"{path} is not a VGGish state dict ({err})") from err
-    # torchvggish's full model also holds its PCA buffers; post-processing is off here
-    state = {k: v for k, v in state.items() if not k.startswith("pproc.")}
-    load_state_strict(vggish, state, str(path), what=f"the official VGGish ({VGGISH_FILE})")

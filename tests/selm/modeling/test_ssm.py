@@ -1,12 +1,12 @@
-"""selm.ssm: the pure selective scan against a float64 step-by-step loop, and the CUDA kernel."""
+"""The pure selective scan against a float64 step-by-step loop, and the CUDA kernel."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from selm import ssm
-from selm.ssm import linear_recurrence, selective_scan, selective_scan_ref
+from selm.modeling import ssm
+from selm.modeling.ssm import linear_recurrence, selective_scan, selective_scan_ref
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 

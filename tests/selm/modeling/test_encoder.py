@@ -1,17 +1,13 @@
-"""Stage-by-stage backbones vs timm's own features, the fused encoder, offline-aware weights."""
+"""Stage-by-stage backbones vs timm's own features, and the fused encoder."""
 
 import re
-import time
 
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 
-from selm import pretrained
 from selm.config import SelMConfig
-from selm.encoder import AudioVisualEncoder, Backbone
-from selm.pretrained import create_backbone
+from selm.modeling.encoder import AudioVisualEncoder, Backbone
 
 SIZE = 64
 
@@ -160,67 +156,3 @@ def test_fusion_ablations_build():
         with torch.no_grad():
             feats, tokens, maps = enc(torch.randn(1, 3, SIZE, SIZE), torch.randn(1, 128))
         assert maps is None and len(feats) == 4
-
-
-# --- weights: local files in any layout timm knows, fast failures offline ---
-
-
-def _to_original_pvt_layout(state):
-    """timm's pvt_v2 names -> the original PVT-v2 release's (what SelM's PVT checkpoints use)."""
-    out = {}
-    for k, v in state.items():
-        k = k.replace("patch_embed.", "patch_embed1.")
-        k = re.sub(r"^stages\.(\d)\.downsample", lambda m: f"patch_embed{int(m[1]) + 1}", k)
-        k = re.sub(r"^stages\.(\d)\.blocks\.", lambda m: f"block{int(m[1]) + 1}.", k)
-        k = re.sub(r"^stages\.(\d)\.norm", lambda m: f"norm{int(m[1]) + 1}", k)
-        out[k.replace("mlp.dwconv", "mlp.dwconv.dwconv")] = v
-    return out
-
-
-def test_local_weights_load_through_timm_filters(tmp_path):
-    src = timm.create_model("pvt_v2_b0")  # with its classifier, as checkpoints are saved
-    path = tmp_path / "pvt_v2_b0.pth"
-    original = _to_original_pvt_layout(src.state_dict())
-    assert "block1.0.mlp.dwconv.dwconv.weight" in original and "head.weight" in original
-    torch.save({"state_dict": original}, path)
-    model = create_backbone("pvt_v2_b0", weights_path=path)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, src.state_dict()[k]), k
-
-    src = timm.create_model("resnet18")
-    save_file(src.state_dict(), str(tmp_path / "r18.safetensors"))
-    model = create_backbone("resnet18", weights_path=tmp_path / "r18.safetensors")
-    assert torch.equal(model.layer4[1].conv2.weight, src.layer4[1].conv2.weight)
-
-    with pytest.raises(RuntimeError, match="does not fit.*missing"):
-        create_backbone("resnet34", weights_path=tmp_path / "r18.safetensors")
-    with pytest.raises(FileNotFoundError, match="backbone_weights"):
-        create_backbone("resnet18", weights_path=tmp_path / "none.pth")
-
-
-@pytest.fixture
-def empty_caches(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-
-def test_pretrained_offline_fails_fast_with_instructions(empty_caches, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"HF_HUB_OFFLINE.*backbone_weights: PATH.*--set"):
-        AudioVisualEncoder(_cfg(backbone="pvt_v2_b0", backbone_pretrained=True))
-    assert time.monotonic() - start < 10
-
-
-def test_pretrained_unreachable_hub_fails_fast(empty_caches, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(pretrained, "_hub_endpoint", lambda: "http://127.0.0.1:9")  # closed port
-    start = time.monotonic()
-    with pytest.raises(RuntimeError, match="127.0.0.1 cannot be reached.*model.safetensors"):
-        create_backbone("resnet18", pretrained=True)
-    assert time.monotonic() - start < 10

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selm.clever import AudioLayer, CleverDecoder, VideoCrossAttention, gather_assigned
 from selm.config import SelMConfig
-from selm.mask_head import MaskHead
+from selm.modeling.clever import AudioLayer, CleverDecoder, VideoCrossAttention, gather_assigned
+from selm.modeling.mask_head import MaskHead
 
 TINY = dict(input_size=64, dim=32, num_tokens=2)
 OFFICIAL = Path(os.environ.get("SELM_OFFICIAL_LAYOUTS", "/work/shared/official"))

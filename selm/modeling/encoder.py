@@ -8,19 +8,27 @@ s is the input of stage s+1, and the token is carried from DAM to DAM.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from selm.dam import build_fusion
-from selm.pretrained import create_backbone
-from selm.vggish import EMBEDDING_DIM, VGGish, load_vggish_weights
+from selm.modeling.dam import build_fusion
+from selm.modeling.vggish import EMBEDDING_DIM, VGGish
 
 _RESNET_STEM = ("conv1", "bn1", "act1", "maxpool")
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 _STAGES = tuple(f"stages.{i}" for i in range(4))
 LOG_MEL_SHAPE = (1, 96, 64)
+
+
+def timm_model(name: str) -> nn.Module:
+    """timm model `name` without its classifier (num_classes=0), randomly initialised: weights
+    are the builder's job (`selm.build`), so constructing never reads a file or the network."""
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:12]
+        raise ValueError(f"unknown timm model {name!r}; similar names: {close}")
+    return timm.create_model(name, pretrained=False, num_classes=0)
 
 
 class Backbone(nn.Module):
@@ -31,12 +39,10 @@ class Backbone(nn.Module):
     `channels[s]` and `reductions[s]` come from the model's `feature_info`.
     """
 
-    def __init__(
-        self, name: str, *, pretrained: bool = False, weights_path: str | Path | None = None
-    ) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
-        self.model = create_backbone(name, pretrained=pretrained, weights_path=weights_path)
+        self.model = timm_model(name)
         m = self.model
         if all(hasattr(m, n) for n in _RESNET_STEM + _RESNET_STAGES):
             self.stem_names, self.stage_names = _RESNET_STEM, _RESNET_STAGES
@@ -82,13 +88,9 @@ class AudioVisualEncoder(nn.Module):
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.backbone = Backbone(
-            cfg.backbone, pretrained=cfg.backbone_pretrained, weights_path=cfg.backbone_weights
-        )
+        self.backbone = Backbone(cfg.backbone)
         self.channels = list(self.backbone.channels)  # C_1..C_4
         self.vggish = VGGish(cfg.vggish)
-        if cfg.vggish_weights:
-            load_vggish_weights(self.vggish, cfg.vggish_weights)
         self.audio_proj = nn.Linear(EMBEDDING_DIM, cfg.dim)
         self.audio_norm = nn.LayerNorm(cfg.dim)
         self.dam = nn.ModuleList(build_fusion(cfg, c) for c in self.channels)

@@ -1,4 +1,4 @@
-"""selm.bcsm: layout, the gate formula by hand, directions, clip independence, causal padding."""
+"""BCSM: layout, the gate formula by hand, directions, clip independence, causal padding."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from selm import bcsm as bcsm_module
-from selm.bcsm import BCSM, MambaLayer
 from selm.config import SelMConfig
-from selm.mamba import Mamba
+from selm.modeling import bcsm as bcsm_module
+from selm.modeling.bcsm import BCSM, MambaLayer
+from selm.modeling.mamba import Mamba
 
 GRIDS = [(4, 4), (3, 3), (2, 2), (1, 1)]
 

@@ -1,0 +1,56 @@
+"""The builder: construct a SelM (no I/O), then load the weight sources it is given.
+
+Modules never read files (`selm.modeling`); weights reach a model only here, or from a checkpoint
+(`selm.checkpoint.load_pretrained`), so a saved `config.json` never names a weight file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from selm.config import SelMConfig, get_config
+from selm.modeling.model import SelM
+from selm.pretrained import load_backbone_weights, load_vggish_weights, pretrained_file
+
+
+@dataclass(frozen=True)
+class WeightSources:
+    """Where the pretrained parts come from (a training config's `model:` section may name them)."""
+
+    backbone_pretrained: bool = False  # timm's ImageNet weights (cache, else the hub)
+    backbone_weights: str | None = None  # a local timm checkpoint file, used instead of the hub
+    vggish_weights: str | None = None  # torchvggish's vggish-10086976.pth (official VGGish only)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def build_selm(
+    config: str | SelMConfig = "selm_tiny",
+    *,
+    backbone_weights: str | Path | None = None,
+    vggish_weights: str | Path | None = None,
+    backbone_pretrained: bool = False,
+    **overrides,
+) -> SelM:
+    """A SelM from a preset name (`selm_r50`, `selm_pvt_b5`, `selm_tiny`, ...) or a config
+    (+ field `overrides`), with the backbone's and VGGish's weights loaded when given.
+
+    `backbone_weights` (a file) wins over `backbone_pretrained` (timm's weights from the cache or
+    the hub; offline it fails at once, saying what to supply)."""
+    if isinstance(config, str):
+        config = get_config(config, **overrides)
+    elif overrides:
+        config = config.replace(**overrides)
+    model = SelM(config)
+    backbone = model.encoder.backbone.model
+    if backbone_weights is not None:
+        load_backbone_weights(backbone, backbone_weights)
+    elif backbone_pretrained:
+        load_backbone_weights(backbone, pretrained_file(config.backbone))
+    if vggish_weights is not None:
+        load_vggish_weights(model.encoder.vggish, vggish_weights)
+    return model

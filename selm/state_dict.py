@@ -1,0 +1,113 @@
+"""State dicts and the files that hold them: the one home of each shared piece.
+
+- `read_weights(path)`: a safetensors file or a torch pickle read with `weights_only=True`;
+- `unwrap_state_dict(obj, wrappers)`: the name -> tensor dict inside a training checkpoint;
+- `load_state_strict(model, state, source)`: a strict load with one error listing every mismatch;
+- `timm_checkpoint_filter(model)`: timm's own filter for a model's original layout (PVT-v2, ...);
+- `atomic_path(path)` / `atomic_write(path, write)`: a temporary file beside `path`, renamed into
+  place only when the write succeeded, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit its config."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix); on success it replaces `path`.
+
+    The name is fresh, not a `mkstemp` file, so the writer creates it with the usual (umask)
+    permissions; on any error the temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` to a temporary file beside `path`, then rename it to `path`."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def read_weights(path: str | os.PathLike) -> object:
+    """What a weights file holds: safetensors by suffix, else a torch file read with
+    `weights_only=True` (a pickle that wants to run code is refused, never executed)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unwrap_state_dict(obj: object, wrappers: tuple[str, ...]) -> dict | None:
+    """The name -> tensor dict in `obj`, itself or nested under one of `wrappers` keys, with a
+    DataParallel `module.` prefix removed; None when there is none."""
+    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
+        return None
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_state_strict(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    what: str = "the model its config describes",
+) -> None:
+    """`load_state_dict(strict=True)` with one clear error listing every mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    if missing or unexpected or shapes:
+
+        def listing(title: str, items: list[str]) -> str:
+            more = f" ... and {len(items) - 20} more" if len(items) > 20 else ""
+            return f"\n  {title} ({len(items)}): " + ", ".join(items[:20]) + more if items else ""
+
+        raise CheckpointError(
+            f"{source} does not fit {what}:"
+            + listing("missing", missing)
+            + listing("unexpected", unexpected)
+            + listing("shape mismatch", shapes)
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def timm_checkpoint_filter(model: nn.Module) -> Callable | None:
+    """timm's `checkpoint_filter_fn` for `model`'s family (it maps e.g. the original PVT-v2
+    layout to timm's names), or None when the family has none."""
+    return getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)

@@ -1,0 +1,129 @@
+"""Weight loaders: timm backbones in any layout timm knows, offline-aware; torchvggish's VGGish."""
+
+import re
+import time
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from selm import pretrained
+from selm.modeling.vggish import VGGish
+from selm.pretrained import create_backbone, load_vggish_weights
+
+# --- weights: local files in any layout timm knows, fast failures offline ---
+
+
+def _to_original_pvt_layout(state):
+    """timm's pvt_v2 names -> the original PVT-v2 release's (what SelM's PVT checkpoints use)."""
+    out = {}
+    for k, v in state.items():
+        k = k.replace("patch_embed.", "patch_embed1.")
+        k = re.sub(r"^stages\.(\d)\.downsample", lambda m: f"patch_embed{int(m[1]) + 1}", k)
+        k = re.sub(r"^stages\.(\d)\.blocks\.", lambda m: f"block{int(m[1]) + 1}.", k)
+        k = re.sub(r"^stages\.(\d)\.norm", lambda m: f"norm{int(m[1]) + 1}", k)
+        out[k.replace("mlp.dwconv", "mlp.dwconv.dwconv")] = v
+    return out
+
+
+def test_local_weights_load_through_timm_filters(tmp_path):
+    src = timm.create_model("pvt_v2_b0")  # with its classifier, as checkpoints are saved
+    path = tmp_path / "pvt_v2_b0.pth"
+    original = _to_original_pvt_layout(src.state_dict())
+    assert "block1.0.mlp.dwconv.dwconv.weight" in original and "head.weight" in original
+    torch.save({"state_dict": original}, path)
+    model = create_backbone("pvt_v2_b0", weights_path=path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, src.state_dict()[k]), k
+
+    src = timm.create_model("resnet18")
+    save_file(src.state_dict(), str(tmp_path / "r18.safetensors"))
+    model = create_backbone("resnet18", weights_path=tmp_path / "r18.safetensors")
+    assert torch.equal(model.layer4[1].conv2.weight, src.layer4[1].conv2.weight)
+
+    with pytest.raises(RuntimeError, match="does not fit.*missing"):
+        create_backbone("resnet34", weights_path=tmp_path / "r18.safetensors")
+    with pytest.raises(FileNotFoundError, match="backbone_weights"):
+        create_backbone("resnet18", weights_path=tmp_path / "none.pth")
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_pretrained_offline_fails_fast_with_instructions(empty_caches, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"HF_HUB_OFFLINE.*backbone_weights: PATH.*--set"):
+        create_backbone("pvt_v2_b0", pretrained=True)
+    assert time.monotonic() - start < 10
+
+
+def test_pretrained_unreachable_hub_fails_fast(empty_caches, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(pretrained, "_hub_endpoint", lambda: "http://127.0.0.1:9")  # closed port
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="127.0.0.1 cannot be reached.*model.safetensors"):
+        create_backbone("resnet18", pretrained=True)
+    assert time.monotonic() - start < 10
+
+
+def test_save_and_load_round_trip(official, tmp_path):
+    path = tmp_path / "vggish.pth"
+    state = dict(official.state_dict())
+    state["pproc._pca_matrix"] = torch.zeros(128, 128)  # torchvggish's PCA buffers are ignored
+    torch.save(state, path)
+    fresh = VGGish("official").eval()
+    load_vggish_weights(fresh, path)
+    x = torch.randn(2, 1, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), official(x))
+
+
+def test_wrapped_state_dicts_unwrap(official, tmp_path):
+    state = {f"module.{k}": v for k, v in official.state_dict().items()}  # DataParallel names
+    for i, wrapped in enumerate(({"state_dict": state}, {"model": {"vggish": state}})):
+        path = tmp_path / f"wrapped{i}.pth"
+        torch.save({"epoch": 3, **wrapped}, path)
+        fresh = VGGish("official")
+        load_vggish_weights(fresh, path)
+        assert torch.equal(fresh.features[0].weight, official.features[0].weight)
+    torch.save({"epoch": 3}, tmp_path / "none.pth")
+    with pytest.raises(ValueError, match="state dict"):
+        load_vggish_weights(VGGish("official"), tmp_path / "none.pth")
+
+
+def test_wrong_files_give_clear_errors(official, tmp_path):
+    slim_file = tmp_path / "slim.pth"
+    torch.save(VGGish("slim").state_dict(), slim_file)
+    shapes = r"shape mismatch \(10\): (.|\n)*features.0.weight: checkpoint \(16, 1, 3, 3\)"
+    with pytest.raises(ValueError, match=r"unexpected \(2\): features.9.bias(.|\n)*" + shapes):
+        load_vggish_weights(official, slim_file)
+
+    renamed = tmp_path / "renamed.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, renamed)
+    with pytest.raises(
+        ValueError, match=r"missing \(18\): embeddings.0.bias(.|\n)*unexpected \(1\): conv.weight"
+    ):
+        load_vggish_weights(official, renamed)
+
+    with pytest.raises(ValueError, match="'slim' variant"):
+        load_vggish_weights(VGGish("slim"), renamed)
+
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a VGGish state dict"):
+        load_vggish_weights(official, garbage)
+
+
+def test_missing_file_says_where_to_get_it(official, tmp_path):
+    with pytest.raises(FileNotFoundError, match="vggish-10086976.pth.*--vggish-weights"):
+        load_vggish_weights(official, tmp_path / "nowhere.pth")
