@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from selm.audio import SAMPLE_RATE, log_mel_examples
+from selm.audio_source import NAMED, AudioSource
 from selm.media import (
     PARTIAL_SECOND_MIN,
     Clip,
@@ -33,7 +34,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
-AUDIO_CHOICES = ("original", "mute", "noise")
+AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.audio_source)
 
 Progress = Callable[[float, str], object]
 
@@ -75,36 +76,30 @@ def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:
 
 def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
     """The `audio` choice for a clip -> ((S,) float32 16 kHz cut / zero-padded to the video's
-    duration, label). Choices: "original", "mute" (zeros), "noise" (white noise, fixed seed),
-    a path to an audio (or video) file, or an (S,) 16 kHz waveform."""
+    duration, label). `audio` is an `AudioSource` or what `AudioSource.parse` takes:
+    "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
+    video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform."""
+    source = AudioSource.parse(audio)
     num_samples = round(clip.duration * SAMPLE_RATE)
-    if isinstance(audio, str) and audio in AUDIO_CHOICES:
-        if audio == "mute":
-            return np.zeros(num_samples, np.float32), audio
-        if audio == "noise":
-            return white_noise(num_samples, NOISE_SEED, std=NOISE_STD), audio
+    if source.kind == "mute":
+        return np.zeros(num_samples, np.float32), source.label
+    if source.kind == "noise":
+        return white_noise(num_samples, NOISE_SEED, std=NOISE_STD), source.label
+    if source.kind == "original":
         if clip.waveform is None:
             raise MediaError(
                 f"{Path(clip.source).name} has no audio track, so there is no original audio; "
                 "choose audio='mute' or 'noise', or give an audio file"
             )
-        return _fit(clip.waveform, num_samples), audio
-    if isinstance(audio, (str, os.PathLike)):
-        if not Path(audio).is_file():
+        return _fit(clip.waveform, num_samples), source.label
+    if source.kind == "file":
+        if not source.path.is_file():
             raise MediaError(
-                f"audio={str(audio)!r}: expected one of {AUDIO_CHOICES}, a path to an audio "
-                "file, or an (S,) waveform at 16 kHz"
+                f"audio={str(source.path)!r}: no such file; expected one of {AUDIO_CHOICES}, "
+                "a path to an audio file, or an (S,) waveform at 16 kHz"
             )
-        return _fit(read_audio(audio), num_samples), Path(audio).name
-    wave = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.number) or wave.size == 0:
-        raise MediaError(
-            f"an audio waveform must be a non-empty (S,) array at 16 kHz, got "
-            f"shape {wave.shape} {wave.dtype}"
-        )
-    if not np.isfinite(wave).all():
-        raise MediaError("the audio waveform holds NaN or infinite samples")
-    return _fit(wave.astype(np.float32), num_samples), "waveform"
+        return _fit(read_audio(source.path), num_samples), source.label
+    return _fit(source.samples, num_samples), source.label
 
 
 def _numpy(x: torch.Tensor | None, count: int) -> np.ndarray | None:
@@ -177,7 +172,7 @@ class Predictor:
         self,
         video: str | os.PathLike | Clip,
         *,
-        audio="original",
+        audio: AudioSource | str | os.PathLike | np.ndarray | torch.Tensor = "original",
         progress: Progress | None = None,
         max_seconds: float | None = None,
     ) -> Prediction:
