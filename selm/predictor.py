@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from selm.audio import SAMPLE_RATE, log_mel_examples
 from selm.audio_source import NAMED, AudioSource
 from selm.media import (
-    PARTIAL_SECOND_MIN,
     Clip,
     MediaError,
+    over_limit,
     read_audio,
     read_video,
     white_noise,
@@ -181,7 +181,7 @@ class Predictor:
         after each window."""
         if isinstance(video, Clip):
             clip = video
-            if max_seconds is not None and clip.duration > max_seconds + PARTIAL_SECOND_MIN:
+            if over_limit(clip.duration, max_seconds):
                 raise MediaError(
                     f"the clip lasts {clip.duration:.1f} s, longer than the limit "
                     f"of {max_seconds:g} s; trim it or raise max_seconds"
