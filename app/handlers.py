@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from app.rendering import area_plot, display_size, frame_maps, segmented_fraction, write_overlay
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
+from selm.audio_source import AudioSource
 from selm.media import MediaError, write_wav
 
 Progress = Callable[[float, str], object]
@@ -44,23 +45,26 @@ class AudioRequest:
     example: str | None = None
 
 
-def audio_for_model(request: AudioRequest, video: VideoInfo) -> str:
-    """-> the predictor's `audio` argument ("original", "mute", "noise" or a file path)."""
+def audio_for_model(request: AudioRequest, video: VideoInfo) -> AudioSource:
+    """-> what the predictor should hear (an uploaded or example file is always a file,
+    whatever its name)."""
     if request.kind == "original":
         if not video.has_audio:
             raise DemoError(
                 f"{video.path.name!r} has no audio track, so there is no clip audio to hear. "
                 "Choose 'muted', 'white noise', an uploaded audio file or another example's audio."
             )
-        return "original"
-    if request.kind in ("mute", "noise"):
-        return request.kind
+        return AudioSource.original()
+    if request.kind == "mute":
+        return AudioSource.mute()
+    if request.kind == "noise":
+        return AudioSource.noise()
     if request.kind == "upload":
-        return str(check_audio_file(request.upload))
+        return AudioSource.file(check_audio_file(request.upload))
     if request.kind == "example":
         if not request.example:
             raise DemoError("Pick the example whose audio the model should hear.")
-        return str(check_audio_file(request.example))
+        return AudioSource.file(check_audio_file(request.example))
     raise DemoError(f"Unknown audio source {request.kind!r}; pick one of the listed sources.")
 
 

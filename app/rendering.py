@@ -6,17 +6,13 @@ chooses what goes side by side and at which size. Images are (H, W, 3) uint8 RGB
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from selm.audio import SAMPLE_RATE
-from selm.media import iter_video_frames
-from selm.render import colorize, hit_map_image, open_writer, overlay
+from selm.render import colorize, hit_map_image, overlay, write_overlay_video
 
 LEVEL_NAMES = (
     "stage 1 (stride 4)",
@@ -114,16 +110,8 @@ def write_overlay(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> 
     """The source video at its own frame rate, at the size of `pred.frames`, with the mask of
     the second each frame falls in and the audio the model heard -> H.264 + AAC mp4.
 
-    `selm.render.write_overlay_video` writes at the source resolution; the demo writes at its
-    display size, which keeps a 60 s upload quick to encode and to stream.
+    `selm.render.write_overlay_video` writes it; the demo asks for its display size, which
+    keeps a 60 s upload quick to encode and to stream.
     """
-    masks = pred.masks(threshold)  # (T, h, w) at the display size
-    height, width = masks.shape[1:]
-    last = len(masks) - 1
-    with open_writer(out_path, size=(width, height), fps=pred.fps, sample_rate=SAMPLE_RATE) as out:
-        out.write_audio(pred.waveform)
-        for time, frame in iter_video_frames(pred.source):
-            if frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            out.write_frame(overlay(frame, masks[min(max(math.floor(time), 0), last)]))
-    return Path(out_path)
+    height, width = pred.frames.shape[1:3]
+    return write_overlay_video(pred, out_path, threshold, size=(width, height))

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -89,7 +90,6 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
     model_choices = [(label, spec) for label, spec in settings.checkpoints.items()]
     default_spec = model_choices[0][1]
     example_choices = [(ex.label, str(ex.path)) for ex in settings.examples]
-    run_kw = dict(limits=settings.limits, max_side=settings.max_side)
 
     with gr.Blocks(title="SelM demo", delete_cache=CACHE_AGE, analytics_enabled=False) as demo:
         run_state = gr.State(None, time_to_live=STATE_SECONDS)
@@ -195,136 +195,9 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                             video_b = gr.Video(label="Compared with (right)", interactive=False)
                         compare_plot = gr.Plot(label="Segmented area per second")
 
-        def audio_request(kind, upload, example) -> handlers.AudioRequest:
-            return handlers.AudioRequest(kind=kind, upload=upload, example=example)
-
-        def show_audio_inputs(kind):
-            return gr.Audio(visible=kind == "upload"), gr.Dropdown(visible=kind == "example")
-
-        def run_outputs(pred, threshold_value, level_value, workdir):
-            view = handlers.show_run(
-                pred, threshold=threshold_value, frame=0, level=level_value, workdir=workdir
-            )
-            return (
-                overlay_video.move_resource_to_block_cache(view.video),
-                heard.move_resource_to_block_cache(view.audio),
-                view.maps,
-                gr.Slider(
-                    0,
-                    max(view.num_frames - 1, 1),
-                    value=0,
-                    step=1,
-                    interactive=view.num_frames > 1,
-                    label="Second",
-                ),
-                view.plot,
-                view.summary,
-                pred,
-            )
-
-        @gpu
-        def on_run(
-            video_path,
-            kind,
-            upload,
-            example,
-            picked,
-            typed,
-            threshold_value,
-            level_value,
-            progress=PROGRESS,
-        ):
-            with user_errors(), request_dir() as workdir:
-                predictor = pool.get(handlers.choose_checkpoint(picked, typed))
-                pred = handlers.run_model(
-                    predictor,
-                    video_path,
-                    audio_request(kind, upload, example),
-                    progress=_gradio_progress(progress),
-                    **run_kw,
-                )
-                return run_outputs(pred, threshold_value, level_value, workdir)
-
-        def illusion_outputs(preds, threshold_value, workdir):
-            view = handlers.show_illusion(*preds, threshold=threshold_value, workdir=workdir)
-            return (
-                video_audio.move_resource_to_block_cache(view.video_audio),
-                video_muted.move_resource_to_block_cache(view.video_muted),
-                view.plot,
-                view.summary,
-                preds,
-            )
-
-        @gpu
-        def on_illusion(video_path, picked, typed, threshold_value, progress=PROGRESS):
-            with user_errors(), request_dir() as workdir:
-                predictor = pool.get(handlers.choose_checkpoint(picked, typed))
-                preds = handlers.probe_illusion(
-                    predictor, video_path, progress=_gradio_progress(progress), **run_kw
-                )
-                return illusion_outputs(preds, threshold_value, workdir)
-
-        def compare_outputs(result, threshold_value, workdir):
-            pred_a, pred_b, names = result
-            view = handlers.show_compare(
-                pred_a, pred_b, names, threshold=threshold_value, workdir=workdir
-            )
-            return (
-                video_a.move_resource_to_block_cache(view.video_a),
-                video_b.move_resource_to_block_cache(view.video_b),
-                view.plot,
-                view.summary,
-                result,
-            )
-
-        @gpu
-        def on_compare(
-            video_path,
-            kind,
-            upload,
-            example,
-            picked,
-            typed,
-            other_picked,
-            other_typed_value,
-            threshold_value,
-            progress=PROGRESS,
-        ):
-            with user_errors(), request_dir() as workdir:
-                specs = (
-                    handlers.choose_checkpoint(picked, typed),
-                    handlers.choose_checkpoint(other_picked, other_typed_value),
-                )
-                names = tuple(_label(spec, settings.checkpoints) for spec in specs)
-                if names[0] == names[1]:
-                    names = (f"{names[0]} (left)", f"{names[1]} (right)")
-                predictors = [(name, pool.get(spec)) for name, spec in zip(names, specs)]
-                pred_a, pred_b = handlers.compare_checkpoints(
-                    predictors,
-                    video_path,
-                    audio_request(kind, upload, example),
-                    progress=_gradio_progress(progress),
-                    **run_kw,
-                )
-                return compare_outputs((pred_a, pred_b, names), threshold_value, workdir)
-
-        def redraw(outputs_fn, count):
-            def fn(result, threshold_value, *extra):
-                if result is None:
-                    return (gr.skip(),) * count
-                with user_errors(), request_dir() as workdir:
-                    return outputs_fn(result, threshold_value, *extra, workdir)
-
-            return fn
-
-        def on_maps(pred, threshold_value, second_value, level_value):
-            if pred is None:
-                return gr.skip()
-            with user_errors():
-                return handlers.frame_maps(
-                    pred, int(second_value), int(level_value), threshold_value
-                )
-
+        run_view = partial(run_outputs, overlay_video, heard)
+        illusion_view = partial(illusion_outputs, video_audio, video_muted)
+        compare_view = partial(compare_outputs, video_a, video_b)
         run_outs = [overlay_video, heard, maps, second, area, summary, run_state]
         illusion_outs = [video_audio, video_muted, illusion_plot, illusion_summary, illusion_state]
         compare_outs = [video_a, video_b, compare_plot, compare_summary, compare_state]
@@ -341,37 +214,37 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
         for button, tab in ((run_btn, "result"), (illusion_btn, "illusion")):  # show where
             button.click(_select_tab(tab), None, tabs, queue=False, api_visibility="private")
         run_btn.click(
-            on_run,
+            gpu(partial(on_run, pool, settings, run_view)),
             [video, *audio_inputs, model, model_typed, threshold, level],
             run_outs,
             api_name="run",
             **model_kw,
         )
         illusion_btn.click(
-            on_illusion,
+            gpu(partial(on_illusion, pool, settings, illusion_view)),
             [video, model, model_typed, threshold],
             illusion_outs,
             api_name="probe_illusion",
             **model_kw,
         )
         compare_btn.click(
-            on_compare,
+            gpu(partial(on_compare, pool, settings, compare_view)),
             [video, *audio_inputs, model, model_typed, other, other_typed, threshold],
             compare_outs,
             api_name="compare",
             **model_kw,
         )
         threshold.release(
-            redraw(run_outputs, 7), [run_state, threshold, level], run_outs, api_name="redraw"
+            partial(redraw, run_view, 7), [run_state, threshold, level], run_outs, api_name="redraw"
         )
         threshold.release(
-            redraw(illusion_outputs, 5),
+            partial(redraw, illusion_view, 5),
             [illusion_state, threshold],
             illusion_outs,
             api_name="redraw_illusion",
         )
         threshold.release(
-            redraw(compare_outputs, 5),
+            partial(redraw, compare_view, 5),
             [compare_state, threshold],
             compare_outs,
             api_name="redraw_compare",
@@ -380,6 +253,165 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
             trigger(on_maps, [run_state, threshold, second, level], maps, api_name="maps")
     demo.queue(default_concurrency_limit=settings.concurrency)
     return demo
+
+
+# The event functions. build_demo binds their leading arguments (the pool, the settings, the
+# components whose block cache receives the files) with functools.partial; gradio passes the
+# rest from the event's inputs.
+
+
+def audio_request(kind, upload, example) -> handlers.AudioRequest:
+    return handlers.AudioRequest(kind=kind, upload=upload, example=example)
+
+
+def show_audio_inputs(kind):
+    """Show the upload box or the example picker when the audio source needs it."""
+    return gr.Audio(visible=kind == "upload"), gr.Dropdown(visible=kind == "example")
+
+
+def run_outputs(overlay_video, heard, pred, threshold_value, level_value, workdir):
+    """The Result tab's outputs for a (display-size) prediction; its files go to the caches
+    of the `overlay_video` and `heard` components."""
+    view = handlers.show_run(
+        pred, threshold=threshold_value, frame=0, level=level_value, workdir=workdir
+    )
+    return (
+        overlay_video.move_resource_to_block_cache(view.video),
+        heard.move_resource_to_block_cache(view.audio),
+        view.maps,
+        gr.Slider(
+            0,
+            max(view.num_frames - 1, 1),
+            value=0,
+            step=1,
+            interactive=view.num_frames > 1,
+            label="Second",
+        ),
+        view.plot,
+        view.summary,
+        pred,
+    )
+
+
+def _run_kw(settings: DemoSettings) -> dict:
+    return dict(limits=settings.limits, max_side=settings.max_side)
+
+
+def on_run(
+    pool: PredictorPool,
+    settings: DemoSettings,
+    outputs: Callable,
+    video_path,
+    kind,
+    upload,
+    example,
+    picked,
+    typed,
+    threshold_value,
+    level_value,
+    progress=PROGRESS,
+):
+    with user_errors(), request_dir() as workdir:
+        predictor = pool.get(handlers.choose_checkpoint(picked, typed))
+        pred = handlers.run_model(
+            predictor,
+            video_path,
+            audio_request(kind, upload, example),
+            progress=_gradio_progress(progress),
+            **_run_kw(settings),
+        )
+        return outputs(pred, threshold_value, level_value, workdir)
+
+
+def illusion_outputs(video_audio, video_muted, preds, threshold_value, workdir):
+    view = handlers.show_illusion(*preds, threshold=threshold_value, workdir=workdir)
+    return (
+        video_audio.move_resource_to_block_cache(view.video_audio),
+        video_muted.move_resource_to_block_cache(view.video_muted),
+        view.plot,
+        view.summary,
+        preds,
+    )
+
+
+def on_illusion(
+    pool: PredictorPool,
+    settings: DemoSettings,
+    outputs: Callable,
+    video_path,
+    picked,
+    typed,
+    threshold_value,
+    progress=PROGRESS,
+):
+    with user_errors(), request_dir() as workdir:
+        predictor = pool.get(handlers.choose_checkpoint(picked, typed))
+        preds = handlers.probe_illusion(
+            predictor, video_path, progress=_gradio_progress(progress), **_run_kw(settings)
+        )
+        return outputs(preds, threshold_value, workdir)
+
+
+def compare_outputs(video_a, video_b, result, threshold_value, workdir):
+    pred_a, pred_b, names = result
+    view = handlers.show_compare(pred_a, pred_b, names, threshold=threshold_value, workdir=workdir)
+    return (
+        video_a.move_resource_to_block_cache(view.video_a),
+        video_b.move_resource_to_block_cache(view.video_b),
+        view.plot,
+        view.summary,
+        result,
+    )
+
+
+def on_compare(
+    pool: PredictorPool,
+    settings: DemoSettings,
+    outputs: Callable,
+    video_path,
+    kind,
+    upload,
+    example,
+    picked,
+    typed,
+    other_picked,
+    other_typed_value,
+    threshold_value,
+    progress=PROGRESS,
+):
+    with user_errors(), request_dir() as workdir:
+        specs = (
+            handlers.choose_checkpoint(picked, typed),
+            handlers.choose_checkpoint(other_picked, other_typed_value),
+        )
+        names = tuple(_label(spec, settings.checkpoints) for spec in specs)
+        if names[0] == names[1]:
+            names = (f"{names[0]} (left)", f"{names[1]} (right)")
+        predictors = [(name, pool.get(spec)) for name, spec in zip(names, specs)]
+        pred_a, pred_b = handlers.compare_checkpoints(
+            predictors,
+            video_path,
+            audio_request(kind, upload, example),
+            progress=_gradio_progress(progress),
+            **_run_kw(settings),
+        )
+        return outputs((pred_a, pred_b, names), threshold_value, workdir)
+
+
+def redraw(outputs: Callable, count: int, result, threshold_value, *extra):
+    """Redraw a tab from the session's stored result at a new threshold (no model run);
+    `count` outputs are left as they are when there is nothing stored yet."""
+    if result is None:
+        return (gr.skip(),) * count
+    with user_errors(), request_dir() as workdir:
+        return outputs(result, threshold_value, *extra, workdir)
+
+
+def on_maps(pred, threshold_value, second_value, level_value):
+    if pred is None:
+        return gr.skip()
+    with user_errors():
+        return handlers.frame_maps(pred, int(second_value), int(level_value), threshold_value)
 
 
 def _select_tab(tab: str) -> Callable[[], gr.Tabs]:

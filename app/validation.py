@@ -14,6 +14,8 @@ from pathlib import Path
 
 import av
 
+from selm.media import over_limit
+
 MIN_SECONDS = 1.0  # one frame a second, taken at i + 14/16 s: a clip needs one whole second
 
 
@@ -108,7 +110,7 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"{_name(path)!r} lasts {duration:.2f} s (zero-length or a single frame); the model "
             f"looks at one frame per second, so a clip needs at least {MIN_SECONDS:.0f} s."
         )
-    if duration > limits.max_seconds + 0.5:  # half a second of slack for container rounding
+    if over_limit(duration, limits.max_seconds):  # the slack selm.media reads with
         raise DemoError(
             f"{_name(path)!r} lasts {duration:.1f} s; this demo runs clips up to "
             f"{limits.max_seconds:.0f} s. Trim it (e.g. `ffmpeg -i in.mp4 -t "

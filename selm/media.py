@@ -4,7 +4,9 @@ A clip of n seconds gives n frames, frame i being the last frame shown at or bef
 `i + 14/16` s (`frame_times`). n counts whole and partial seconds: a 2.3 s video gives
 3 frames, and the third instant (2.875 s) lies past the end, so it takes the last frame.
 A trailing part shorter than `PARTIAL_SECOND_MIN` (frame-rate rounding: 60 frames at
-29.97 fps last 2.002 s) does not count. Time 0 is the first video frame.
+29.97 fps last 2.002 s) does not count. Time 0 is the first video frame. The same constant is
+the slack of every "too long" check (`over_limit`, here and in the demo): a clip within it of
+the limit has no more seconds than the limit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from selm.state_dict import atomic_path
 # frame i is taken at i + 14/16 s: the 15th of 16 sub-samples of second i (AVSBench)
 FRAME_OFFSET = Fraction(14, 16)
 PARTIAL_SECOND_MIN = 0.05  # s: a shorter trailing part of a second is rounding, not a second
+
+
+def over_limit(seconds: float, max_seconds: float | None) -> bool:
+    """Whether `seconds` of media is longer than the limit, PARTIAL_SECOND_MIN of slack."""
+    return max_seconds is not None and seconds > max_seconds + PARTIAL_SECOND_MIN
 
 
 def frame_times(num_seconds: int) -> np.ndarray:
@@ -143,7 +150,7 @@ class _FrameSampler:
         time = start - self.origin
         if self.count and time <= self.last_time:
             return  # a duplicate or out-of-order timestamp: keep the first frame shown
-        if self.max_seconds is not None and time > self.max_seconds + PARTIAL_SECOND_MIN:
+        if over_limit(time, self.max_seconds):
             raise _too_long(self.path, float(time), self.max_seconds)
         while self.last is not None and time > len(self.picks) + FRAME_OFFSET:
             self._pick_last()
@@ -163,7 +170,7 @@ class _FrameSampler:
         if length <= 0:
             length = 1 / self.fps if self.fps else self.gap
         duration = float(self.last_time + length)
-        if self.max_seconds is not None and duration > self.max_seconds + PARTIAL_SECOND_MIN:
+        if over_limit(duration, self.max_seconds):
             raise _too_long(self.path, duration, self.max_seconds)
         num_seconds = max(1, math.ceil(duration - PARTIAL_SECOND_MIN))
         while len(self.picks) < num_seconds:
@@ -240,7 +247,7 @@ def read_video(path: str | os.PathLike, max_seconds: float | None = None) -> Cli
                 declared = float(stream.duration * stream.time_base)
             else:
                 declared = (container.duration or 0) / av.time_base
-            if declared > max_seconds + PARTIAL_SECOND_MIN:
+            if over_limit(declared, max_seconds):
                 raise _too_long(path, declared, max_seconds)
         fps = _fps(stream)
         sampler = _FrameSampler(fps, max_seconds, path)

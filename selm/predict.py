@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from selm.audio_source import AudioSource
 from selm.media import MediaError, read_video
 from selm.predictor import Prediction, Predictor, resolve_audio
 from selm.render import write_overlay_video
@@ -106,6 +107,17 @@ def write_masks(pred: Prediction, folder: Path, threshold: float) -> None:
             raise OSError(f"could not write masks into {folder}")
 
 
+def audio_source(args: argparse.Namespace) -> AudioSource:
+    """--mute, --noise or --audio FILE (always a file, whatever its name), else the track."""
+    if args.mute:
+        return AudioSource.mute()
+    if args.noise:
+        return AudioSource.noise()
+    if args.audio is not None:
+        return AudioSource.file(args.audio)
+    return AudioSource.original()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    audio = "mute" if args.mute else "noise" if args.noise else args.audio or "original"
+    audio = audio_source(args)
     out = args.out or Path(f"{args.video.stem}_selm.mp4")
     try:
         clip = read_video(args.video, max_seconds=args.max_seconds)

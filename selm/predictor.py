@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from selm.audio import SAMPLE_RATE, log_mel_examples
+from selm.audio_source import NAMED, AudioSource
 from selm.frames import model_input
 from selm.media import (
-    PARTIAL_SECOND_MIN,
     Clip,
     MediaError,
+    over_limit,
     read_audio,
     read_video,
     white_noise,
@@ -32,7 +33,7 @@ from selm.media import (
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
-AUDIO_CHOICES = ("original", "mute", "noise")
+AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.audio_source)
 
 Progress = Callable[[float, str], object]
 
@@ -74,36 +75,30 @@ def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:
 
 def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
     """The `audio` choice for a clip -> ((S,) float32 16 kHz cut / zero-padded to the video's
-    duration, label). Choices: "original", "mute" (zeros), "noise" (white noise, fixed seed),
-    a path to an audio (or video) file, or an (S,) 16 kHz waveform."""
+    duration, label). `audio` is an `AudioSource` or what `AudioSource.parse` takes:
+    "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
+    video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform."""
+    source = AudioSource.parse(audio)
     num_samples = round(clip.duration * SAMPLE_RATE)
-    if isinstance(audio, str) and audio in AUDIO_CHOICES:
-        if audio == "mute":
-            return np.zeros(num_samples, np.float32), audio
-        if audio == "noise":
-            return white_noise(num_samples, NOISE_SEED, std=NOISE_STD), audio
+    if source.kind == "mute":
+        return np.zeros(num_samples, np.float32), source.label
+    if source.kind == "noise":
+        return white_noise(num_samples, NOISE_SEED, std=NOISE_STD), source.label
+    if source.kind == "original":
         if clip.waveform is None:
             raise MediaError(
                 f"{Path(clip.source).name} has no audio track, so there is no original audio; "
                 "choose audio='mute' or 'noise', or give an audio file"
             )
-        return _fit(clip.waveform, num_samples), audio
-    if isinstance(audio, (str, os.PathLike)):
-        if not Path(audio).is_file():
+        return _fit(clip.waveform, num_samples), source.label
+    if source.kind == "file":
+        if not source.path.is_file():
             raise MediaError(
-                f"audio={str(audio)!r}: expected one of {AUDIO_CHOICES}, a path to an audio "
-                "file, or an (S,) waveform at 16 kHz"
+                f"audio={str(source.path)!r}: no such file; expected one of {AUDIO_CHOICES}, "
+                "a path to an audio file, or an (S,) waveform at 16 kHz"
             )
-        return _fit(read_audio(audio), num_samples), Path(audio).name
-    wave = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.number) or wave.size == 0:
-        raise MediaError(
-            f"an audio waveform must be a non-empty (S,) array at 16 kHz, got "
-            f"shape {wave.shape} {wave.dtype}"
-        )
-    if not np.isfinite(wave).all():
-        raise MediaError("the audio waveform holds NaN or infinite samples")
-    return _fit(wave.astype(np.float32), num_samples), "waveform"
+        return _fit(read_audio(source.path), num_samples), source.label
+    return _fit(source.samples, num_samples), source.label
 
 
 def _numpy(x: torch.Tensor | None, count: int) -> np.ndarray | None:
@@ -169,7 +164,7 @@ class Predictor:
         self,
         video: str | os.PathLike | Clip,
         *,
-        audio="original",
+        audio: AudioSource | str | os.PathLike | np.ndarray | torch.Tensor = "original",
         progress: Progress | None = None,
         max_seconds: float | None = None,
     ) -> Prediction:
@@ -178,7 +173,7 @@ class Predictor:
         after each window."""
         if isinstance(video, Clip):
             clip = video
-            if max_seconds is not None and clip.duration > max_seconds + PARTIAL_SECOND_MIN:
+            if over_limit(clip.duration, max_seconds):
                 raise MediaError(
                     f"the clip lasts {clip.duration:.1f} s, longer than the limit "
                     f"of {max_seconds:g} s; trim it or raise max_seconds"

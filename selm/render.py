@@ -234,18 +234,29 @@ def open_writer(
             container.close()
 
 
-def write_overlay_video(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> Path:
+def write_overlay_video(
+    pred,
+    out_path: str | os.PathLike,
+    threshold: float = 0.5,
+    *,
+    size: tuple[int, int] | None = None,
+) -> Path:
     """Re-decode `pred.source` at its own frame rate, overlay on each frame the mask of the
-    second it falls in, and write H.264 (yuv420p) + the audio the model heard (AAC) -> path."""
-    masks = pred.masks(threshold)  # (T, H, W)
-    height, width = masks.shape[1:]
+    second it falls in, and write H.264 (yuv420p) + the audio the model heard (AAC) -> path.
+
+    size = (W, H) of the video written, default the masks' size (the source resolution for a
+    `Predictor`'s prediction): frames of another size are resized to it (area interpolation),
+    masks of another size too (nearest)."""
+    masks = pred.masks(threshold)  # (T, h, w)
+    width, height = size if size is not None else (masks.shape[2], masks.shape[1])
+    if masks.shape[1:] != (height, width):  # bool, or class ids (< 256: label_palette)
+        resized = [_resize(m.astype(np.uint16), (width, height), True) for m in masks]
+        masks = np.stack(resized).astype(masks.dtype)
     last = len(masks) - 1
     with open_writer(out_path, size=(width, height), fps=pred.fps, sample_rate=SAMPLE_RATE) as out:
         out.write_audio(pred.waveform)
         for time, frame in iter_video_frames(pred.source):
-            mask = masks[min(max(math.floor(time), 0), last)]
-            if frame.shape[:2] != mask.shape:
-                mask = _resize(mask.astype(np.uint8), (frame.shape[1], frame.shape[0]), True)
-                mask = mask.astype(masks.dtype)
-            out.write_frame(overlay(frame, mask))
+            if frame.shape[:2] != (height, width):
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            out.write_frame(overlay(frame, masks[min(max(math.floor(time), 0), last)]))
     return Path(out_path)

@@ -64,6 +64,20 @@ def test_run_with_uploaded_audio_and_example_audio(fake_predictor, media_dir, tm
     assert not run(fake_predictor, media_dir / "silent.mp4").masks(0.5).any()
 
 
+def test_an_uploaded_file_named_mute_is_heard(fake_predictor, media_dir, tmp_path):
+    """The upload is a file whatever its name: `mute` (no extension) is its sound, not silence."""
+    tone = np.sin(2 * np.pi * 300 * np.arange(16000 * 3) / 16000).astype(np.float32) * 0.2
+    soundfile.write(tmp_path / "mute", tone, 16000, format="WAV")
+    info = handlers.probe_video(media_dir / "silent.mp4", LIMITS)
+    request = AudioRequest("upload", upload=str(tmp_path / "mute"))
+    source = handlers.audio_for_model(request, info)
+    assert source.kind == "file" and source.path == tmp_path / "mute"
+    pred = run(fake_predictor, media_dir / "silent.mp4", request)
+    np.testing.assert_allclose(pred.waveform, tone, atol=1e-4)  # the file, as heard
+    assert pred.masks(0.5).any()
+    assert not run(fake_predictor, media_dir / "silent.mp4", AudioRequest("mute")).masks(0.5).any()
+
+
 def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit):
     seen = []
     pred = run(

@@ -208,3 +208,22 @@ def test_limits_reach_the_handlers(isolated_tmp, media_dir, kit):
     demo = make_demo(kit, limits=Limits(max_seconds=5))
     with pytest.raises(gr.Error, match="up to 5 s"):
         run_event(demo, media_dir / "seven_seconds.mp4")
+
+
+def test_event_functions_are_plain_module_functions(isolated_tmp):
+    """redraw / on_maps work without a Blocks: nothing stored -> skip; else a request folder
+    that exists during the call and is gone after it."""
+    from app import ui
+
+    assert ui.redraw(None, 3, None, 0.5) == (gr.skip(),) * 3
+    assert ui.on_maps(None, 0.5, 0, 0) == gr.skip()
+    seen = []
+
+    def outputs(result, threshold, extra, workdir):
+        seen.append((result, threshold, extra, workdir.is_dir()))
+        return workdir
+
+    workdir = ui.redraw(outputs, 2, "stored", 0.25, "level")
+    assert seen == [("stored", 0.25, "level", True)] and not workdir.exists()
+    assert ui.show_audio_inputs("upload")[0].visible is True
+    assert ui.show_audio_inputs("example")[0].visible is False

@@ -8,6 +8,7 @@ import pytest
 import soundfile
 
 from app.validation import DemoError, Limits, check_audio_file, probe_video
+from selm.media import PARTIAL_SECOND_MIN, MediaError, over_limit, read_video
 
 
 def test_probe_reads_the_headers(media_dir, kit):
@@ -53,3 +54,27 @@ def test_audio_files(tmp_path, media_dir):
     assert check_audio_file(media_dir / "tone.mp4") == media_dir / "tone.mp4"  # a video's track
     with pytest.raises(DemoError, match="has no audio track"):
         check_audio_file(media_dir / "no_audio.mp4")
+
+
+@pytest.mark.parametrize("seconds, fps, too_long", [(60.2, 5, True), (60.04, 25, False)])
+def test_the_app_and_selm_media_agree_on_too_long(tmp_path, kit, seconds, fps, too_long):
+    """One slack (selm.media.PARTIAL_SECOND_MIN = 0.05 s) for both checks: 60.2 s against a
+    60 s limit is refused by the app's probe and by selm.media alike; 60.04 s passes both."""
+    path = kit.write_clip(
+        tmp_path / "long.mp4", seconds=seconds, fps=fps, size=(16, 16), audio=None, grey=False
+    )
+    assert probe_video(path, Limits(max_seconds=120)).duration == pytest.approx(seconds, abs=1e-6)
+    if too_long:
+        with pytest.raises(DemoError, match=r"lasts 60\.2 s.*up to 60 s"):
+            probe_video(path, Limits(max_seconds=60))
+        with pytest.raises(MediaError, match=r"lasts 60\.2 s, longer than the limit of 60 s"):
+            read_video(path, max_seconds=60)
+    else:
+        assert probe_video(path, Limits(max_seconds=60)).duration == pytest.approx(60.04)
+        assert read_video(path, max_seconds=60).num_seconds == 60
+
+
+def test_over_limit_is_the_one_rule():
+    assert PARTIAL_SECOND_MIN == 0.05
+    assert not over_limit(60.05, 60) and over_limit(60.0501, 60) and over_limit(60.2, 60)
+    assert not over_limit(1e9, None)

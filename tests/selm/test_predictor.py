@@ -253,6 +253,22 @@ def test_cli_writes_video_masks_and_summary(video, tmp_path, fake_checkpoint, ca
     assert all(s["area"] == 0 for s in json.loads(summary.read_text())["seconds"])
 
 
+def test_cli_audio_file_named_mute(video, tmp_path, fake_checkpoint, monkeypatch):
+    """--audio mute is the file `mute` (a beep in second 0 only), not silence."""
+    monkeypatch.chdir(tmp_path)
+    t = np.arange(14400) / 16000
+    write_wav(tmp_path / "mute", 0.3 * np.sin(2 * np.pi * 500 * t), 16000)
+    summary = tmp_path / "s.json"
+    args = [str(video), "--checkpoint", "c", "--out", "o.mp4", "--json", str(summary)]
+    assert predict_cli.main(args + ["--audio", "mute"]) == 0
+    seconds = json.loads(summary.read_text())["seconds"]
+    area = expected_mask().mean()
+    assert seconds[0]["area"] == pytest.approx(area, abs=0.02)
+    assert [s["area"] for s in seconds[1:]] == [0] * (SECONDS - 1)
+    assert predict_cli.main(args + ["--mute"]) == 0
+    assert all(s["area"] == 0 for s in json.loads(summary.read_text())["seconds"])
+
+
 @pytest.mark.parametrize("case", ["not_media", "no_audio", "threshold", "both_audio"])
 def test_cli_bad_input_exits_2_with_a_message(
     case, video, silent_video, tmp_path, fake_checkpoint, capsys

@@ -163,6 +163,28 @@ def test_write_overlay_video(tmp_path, fps, seconds):
     assert np.argmax(spectrum) * 16000 / len(wave) == pytest.approx(1000, abs=3)
 
 
+@pytest.mark.parametrize("mask_size", [(161, 97), (40, 24)])
+def test_write_overlay_video_at_a_chosen_size(tmp_path, mask_size):
+    """size=(W, H): source frames (161 x 97) and masks (at their own size) are resized to it."""
+    fps, seconds = Fraction(5), 3
+    source = source_video(tmp_path / "src.mp4", fps, seconds * 5)
+    pred = prediction(source, seconds, mask_size, fps)
+    target = write_overlay_video(pred, tmp_path / "small.mp4", size=(80, 48))
+    with av.open(str(target)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (80, 48)
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video)]
+    assert len(frames) == seconds * 5
+    for time, image in frames:
+        second = int(np.floor(time + 1e-9))
+        left, right = image[24, 10].astype(int), image[24, 70].astype(int)
+        if second == 1:  # no mask: the source's grey
+            assert np.abs(left - 90).max() <= 4 and np.abs(right - 90).max() <= 4
+        else:  # second 0: the left half only; second 2: all of it
+            assert left[0] - left[1] > 60
+            assert (right[0] - right[1] > 60) == (second >= 2)
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     pred = prediction(tmp_path / "gone.mp4", 2, (16, 16), 5)
     with pytest.raises(MediaError, match="no such file"):
