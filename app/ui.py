@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app import handlers
+from app import handlers, official
 from app.examples import Example
 from app.rendering import LEVEL_NAMES, MAPS_LABEL
 from app.state import PredictorPool
@@ -126,6 +126,7 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                     visible=False,
                 )
                 model = gr.Dropdown(model_choices, value=default_spec, label="Checkpoint")
+                model_status = gr.Markdown(elem_id="checkpoint-status")
                 model_typed = gr.Textbox(
                     label="...or a checkpoint directory / HF repo id",
                     placeholder="e.g. ./runs/my-model or user/selm-repo",
@@ -324,6 +325,14 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                 return handlers.frame_maps(
                     pred, int(second_value), int(level_value), threshold_value
                 )
+
+        def on_pick(spec, progress=PROGRESS):  # the authors' models: download on first pick
+            with user_errors():
+                return official.prepare_checkpoint(spec, pool, _gradio_progress(progress))
+
+        model.change(
+            on_pick, model, model_status, api_name="load_checkpoint", concurrency_id="load"
+        )
 
         run_outs = [overlay_video, heard, maps, second, area, summary, run_state]
         illusion_outs = [video_audio, video_muted, illusion_plot, illusion_summary, illusion_state]

@@ -162,6 +162,7 @@ def test_layout_detection_on_files_that_fit_none():
         detect_layout(odd)
 
 
+@slow
 def test_a_raw_pth_is_detected_converted_once_and_reused(fake_drive, capsys):
     served = fake_drive.store.official("ms3_pvt")
     folder = resolve_checkpoint(served)
