@@ -215,3 +215,24 @@ def test_a_pickle_payload_is_refused_and_never_runs(fake_drive, tmp_path):
     assert cache_files(fake_drive.home) == []
     torch.load(path, weights_only=False)  # the control: an unsafe load does run it
     assert marker.is_dir()
+
+
+@slow
+def test_files_put_by_hand_are_used_offline(fake_drive):
+    downloads = fake_drive.home / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "SelM_S4_R50.pth").write_bytes(fake_drive.store.official("s4_r50").read_bytes())
+    (downloads / "vggish-10086976.pth").write_bytes(fake_drive.store.vggish().read_bytes())
+    fake_drive.mode = "offline"
+    folder = resolve_checkpoint("official:s4_r50")
+    assert read_config(folder) == get_config("selm_r50_official_s4") and fake_drive.calls == []
+
+
+def test_a_bad_file_put_by_hand_is_discarded(fake_drive, capsys):
+    downloads = fake_drive.home / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "SelM_S4_R50.pth").write_bytes(b"<html><body>Quota exceeded</body></html>")
+    fake_drive.mode = "offline"
+    with pytest.raises(ReleaseError, match="cannot be reached"):
+        resolve_checkpoint("official:s4_r50")
+    assert "discarding" in capsys.readouterr().err and cache_files(fake_drive.home) == []
