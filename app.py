@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=None,
         metavar="DIR_OR_REPO",
-        help="checkpoint directory or Hugging Face repo id; repeat to offer "
+        help="checkpoint directory, Hugging Face repo id, official:NAME (the authors' models, "
+        "e.g. official:s4_pvt) or a published .pth; repeat to offer "
         "several (the first is the default). Default: "
         f"{DEFAULT_CHECKPOINT} and the checkpoints beside it",
     )
@@ -69,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-warmup", action="store_true", help="skip the one-second warm-up run at start-up"
     )
+    parser.add_argument(
+        "--no-official",
+        action="store_true",
+        help="do not list the authors' six published models (official:*, fetched on first pick)",
+    )
     return parser.parse_args(argv)
 
 
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from app.examples import find_checkpoints, find_examples
+    from app.official import with_official
     from app.state import PredictorPool
     from app.ui import DemoSettings, build_demo
     from app.validation import Limits
@@ -98,14 +105,18 @@ def main(argv: list[str] | None = None) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = find_checkpoints(args.checkpoint, DEFAULT_CHECKPOINT)
+    if not args.no_official:
+        checkpoints = with_official(checkpoints)
     default_spec = next(iter(checkpoints.values()))
     try:
         default = Predictor.from_pretrained(default_spec, device=device)
     except CheckpointError as err:
-        sys.exit(
+        print(
             f"error: the default checkpoint cannot be loaded: {err}\n"
-            "Pass one with --checkpoint DIR_OR_REPO."
+            "Pass one with --checkpoint DIR_OR_REPO (or official:NAME).",
+            file=sys.stderr,
         )
+        sys.exit(2)
     if not args.no_warmup:
         warm_up(default)
     pool = PredictorPool(

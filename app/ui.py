@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app import handlers
+from app import handlers, official
 from app.examples import Example
 from app.rendering import LEVEL_NAMES, MAPS_LABEL
 from app.state import PredictorPool
@@ -126,6 +126,7 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                     visible=False,
                 )
                 model = gr.Dropdown(model_choices, value=default_spec, label="Checkpoint")
+                model_status = gr.Markdown(elem_id="checkpoint-status")
                 model_typed = gr.Textbox(
                     label="...or a checkpoint directory / HF repo id",
                     placeholder="e.g. ./runs/my-model or user/selm-repo",
@@ -198,6 +199,15 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
         run_view = partial(run_outputs, overlay_video, heard)
         illusion_view = partial(illusion_outputs, video_audio, video_muted)
         compare_view = partial(compare_outputs, video_a, video_b)
+
+        model.change(
+            partial(on_pick, pool),
+            model,
+            model_status,
+            api_name="load_checkpoint",
+            concurrency_id="load",
+        )
+
         run_outs = [overlay_video, heard, maps, second, area, summary, run_state]
         illusion_outs = [video_audio, video_muted, illusion_plot, illusion_summary, illusion_state]
         compare_outs = [video_a, video_b, compare_plot, compare_summary, compare_state]
@@ -412,6 +422,12 @@ def on_maps(pred, threshold_value, second_value, level_value):
         return gr.skip()
     with user_errors():
         return handlers.frame_maps(pred, int(second_value), int(level_value), threshold_value)
+
+
+def on_pick(pool, spec, progress=PROGRESS):
+    """The authors' models: downloaded and converted on first pick, with progress."""
+    with user_errors():
+        return official.prepare_checkpoint(spec, pool, _gradio_progress(progress))
 
 
 def _select_tab(tab: str) -> Callable[[], gr.Tabs]:

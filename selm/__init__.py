@@ -1,7 +1,8 @@
 """SelM: selective audio-visual segmentation (ACM MM 2024), in PyTorch.
 
 `build_selm(preset_or_config)` builds a model; `load_pretrained(dir_or_repo)` and
-`save_pretrained(model, dir)` read and write `config.json` + `model.safetensors`;
+`save_pretrained(model, dir)` read and write `config.json` + `model.safetensors`
+(`load_pretrained("official:s4_pvt")`: the authors' published models, fetched once);
 `Predictor` runs a model on any video.
 """
 

@@ -40,7 +40,13 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extr
 
 
 def resolve_checkpoint(dir_or_hub_id: str | os.PathLike) -> Path:
-    """A local checkpoint directory, or a Hugging Face repo id downloaded to the local cache."""
+    """A local checkpoint directory, a Hugging Face repo id downloaded to the local cache, or one
+    of the authors' releases (`official:s4_pvt`, ..., or a raw `.pth`) converted into selm's
+    cache on first use (selm.official_release)."""
+    from selm.official_release import is_release_spec, resolve_release
+
+    if is_release_spec(dir_or_hub_id):
+        return resolve_release(dir_or_hub_id)
     path = Path(dir_or_hub_id).expanduser()
     if path.is_dir():
         missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]

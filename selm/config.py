@@ -66,6 +66,8 @@ class SelMConfig:
     mask_upsample_steps: int = 2  # x2 steps in the mask head (x4 for ResNet-50 at 224)
     audio_attn_min_side: int = 0  # skip the audio cross-attention on grids smaller than this
     gumbel_at_eval: bool = False  # the release adds Gumbel noise at test time; off = deterministic
+    release_batch_gates: bool = False  # BCSM gates in the release's batch order (mixes clips at
+    # B >= 2; docs/official.md); off = each clip on its own
     # --- loss (SPEC §7) ---
     loss: str = "bce+dice+aux"
     aux_weights: tuple[float, float, float] = (0.001, 0.01, 0.1)

@@ -214,13 +214,16 @@ def evaluate_checkpoint(
     mask_dir: str | Path | None = None,
     counterfactual: bool = True,
     audio: str | None = None,
+    release_protocol: bool = False,
 ) -> dict[str, Any]:
-    """The full report for one checkpoint on one data root (see the module docstring)."""
+    """The full report for one checkpoint on one data root (see the module docstring).
+    `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL)."""
     from selm.checkpoint import load_pretrained
     from train.distributed import resolve_device
 
     dev = resolve_device(device)
-    model = load_pretrained(checkpoint, map_location=str(dev))
+    overrides = RELEASE_PROTOCOL if release_protocol else {}
+    model = load_pretrained(checkpoint, map_location=str(dev), **overrides)
     cfg = model.config
 
     def loader(root: Path) -> DataLoader:
@@ -239,6 +242,7 @@ def evaluate_checkpoint(
         "setting": setting,
         "split": split,
         "batch_size": batch_size,
+        "release_protocol": overrides,
         "metrics": evaluate_model(
             model, loader(Path(data_root)), setting=setting, device=dev, amp=amp, mask_dir=mask_dir
         ),
@@ -253,6 +257,11 @@ def evaluate_checkpoint(
                 )
     report["definitions"] = DEFINITIONS
     return report
+
+
+# the release's test-time behaviours (docs/official.md): Gumbel noise in CLEVER at test time,
+# and BCSM gates in its batch order (clips of a batch mix at B >= 2; its test scripts use B = 2)
+RELEASE_PROTOCOL = {"gumbel_at_eval": True, "release_batch_gates": True}
 
 
 def _plain(value: Any) -> Any:
@@ -290,20 +299,33 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the counterfactual sets even if the data root has them",
     )
-    a = p.parse_args(argv)
-    report = evaluate_checkpoint(
-        a.checkpoint,
-        a.data,
-        a.setting,
-        split=a.split,
-        batch_size=a.batch_size,
-        device=a.device,
-        amp=a.amp,
-        num_workers=a.num_workers,
-        mask_dir=a.save_masks,
-        counterfactual=not a.no_counterfactual,
-        audio=a.audio,
+    p.add_argument(
+        "--release-protocol",
+        action="store_true",
+        help="test as the authors' release does: Gumbel noise at test time and its BCSM batch "
+        "order (with --batch-size 2, as its scripts); off by default",
     )
+    a = p.parse_args(argv)
+    from selm.checkpoint import CheckpointError
+
+    try:
+        report = evaluate_checkpoint(
+            a.checkpoint,
+            a.data,
+            a.setting,
+            split=a.split,
+            batch_size=a.batch_size,
+            device=a.device,
+            amp=a.amp,
+            num_workers=a.num_workers,
+            mask_dir=a.save_masks,
+            counterfactual=not a.no_counterfactual,
+            audio=a.audio,
+            release_protocol=a.release_protocol,
+        )
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     ckpt = Path(a.checkpoint)
     out = (
         Path(a.out)

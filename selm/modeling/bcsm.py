@@ -104,6 +104,7 @@ class BCSM(nn.Module):
             )
         self.dim = cfg.dim
         self.direction = cfg.bcsm_direction
+        self.release_batch_gates = cfg.release_batch_gates
         audio_selects_video = cfg.bcsm_direction in ("both", "a2v")
         video_selects_audio = cfg.bcsm_direction in ("both", "v2a")
         d = cfg.dim
@@ -140,11 +141,20 @@ class BCSM(nn.Module):
             gate_a = gate_v = None
             if self.video_encoder is not None:
                 p = self.vis_linear[s](f.mean(dim=(-2, -1)))  # (B, T, D)
-                gate_v = self.video_gated[s](self.video_encoder[s](p))  # (B, T, D)
+                if self.release_batch_gates:
+                    gate_v = _release_gate(self.video_gated[s], self.video_encoder[s], p, 5, True)
+                else:
+                    gate_v = self.video_gated[s](self.video_encoder[s](p))  # (B, T, D)
                 video_gates.append(gate_v)
             selected = f
             if self.audio_encoder is not None:
-                gate_a = self.audio_gated[s](self.audio_encoder[s](audio))  # (B, T, D)
+                if self.release_batch_gates:  # S4/MS3 (T = 5): per clip; AVSS: one sequence
+                    run = audio.shape[1] if audio.shape[1] == 5 else audio.shape[0] * audio.shape[1]
+                    gate_a = _release_gate(
+                        self.audio_gated[s], self.audio_encoder[s], audio, run, s > 0
+                    )
+                else:
+                    gate_a = self.audio_gated[s](self.audio_encoder[s](audio))  # (B, T, D)
                 selected = f + gate_a[..., None, None] * f
             out_feats.append(selected)
             if return_maps:
@@ -159,3 +169,20 @@ class BCSM(nn.Module):
         if video_gates:
             audio = audio + torch.stack(video_gates).mean(dim=0) * audio
         return out_feats, audio, maps if return_maps else None
+
+
+def _release_gate(
+    gate: nn.Module, stack: MambaStack, x: torch.Tensor, run: int, transposed: bool
+) -> torch.Tensor:
+    """A gate as the release computes and applies it: the B*T frames of x (B, T, D), in (b, t)
+    order, are scanned in runs of `run` frames (its S4/MS3 code: 5 = one clip; AVSS: the audio
+    as one B*T sequence, the video in runs of 5), and with `transposed` the (runs, run, D)
+    gates are read out in (position, run) order: then at B >= 2 they land on other clips'
+    frames. -> (B, T, D)."""
+    b, t, d = x.shape
+    if (b * t) % run:
+        raise ValueError(
+            f"release_batch_gates: B*T = {b * t} frames do not split into runs of {run}"
+        )
+    g = gate(stack(x.reshape(-1, run, d)))  # (B*T / run, run, D)
+    return (g.transpose(0, 1) if transposed else g).reshape(b, t, d)

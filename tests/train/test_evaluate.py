@@ -8,7 +8,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from selm.build import build_selm
-from selm.checkpoint import save_pretrained
+from selm.checkpoint import read_config, save_pretrained
 from selm.metrics import (
     SemanticMeter,
     fscore_legacy,
@@ -19,6 +19,7 @@ from selm.metrics import (
 from train.data import build_dataset
 from train.evaluate import (
     COUNTERFACTUAL_SETS,
+    evaluate_checkpoint,
     evaluate_counterfactual,
     evaluate_model,
     main,
@@ -211,3 +212,31 @@ def test_batches_without_the_contract_keys_are_rejected():
             },
             torch.device("cpu"),
         )
+
+
+def test_release_protocol_loads_the_model_with_both_release_switches(
+    synth_root, tmp_path, monkeypatch
+):
+    import selm.checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_pretrained(build_selm("selm_tiny", input_size=64, dim=32, bcsm_depth=1), tmp_path)
+    real, loaded = selm.checkpoint.load_pretrained, []
+
+    def recording(*args, **kwargs):
+        loaded.append(real(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(selm.checkpoint, "load_pretrained", recording)
+    torch.manual_seed(5)
+    report = evaluate_checkpoint(
+        str(ckpt), synth_root, "s4", counterfactual=False, release_protocol=True
+    )
+    assert report["release_protocol"] == {"gumbel_at_eval": True, "release_batch_gates": True}
+    cfg = loaded[0].config
+    assert cfg.gumbel_at_eval and cfg.release_batch_gates and report["batch_size"] == 2
+    torch.manual_seed(5)  # the same random stream (build, then Gumbel noise): the same numbers
+    again = real(ckpt, gumbel_at_eval=True, release_batch_gates=True)
+    direct = evaluate_model(again, loader(synth_root, "s4"), setting="s4")
+    assert report["metrics"]["j_legacy"] == pytest.approx(direct["j_legacy"], abs=1e-12)
+    assert not read_config(ckpt).gumbel_at_eval  # the checkpoint itself is unchanged

@@ -169,3 +169,58 @@ def test_bad_inputs_say_what_is_wrong():
         model(feats[:2] + [feats[2][:1]] + feats[3:], audio)
     with pytest.raises(ValueError, match="bcsm_depth"):
         make_bcsm(bcsm_depth=0)
+
+
+def release_bcsm_reference(m: BCSM, feats: list[torch.Tensor], audio: torch.Tensor, avss: bool):
+    """The release's BCSM.forward written out step by step (avs_s4 / avss `model/BCSM.py`), on
+    our module's weights: frames flattened (b, t); pooled video viewed as (BT/5, 5, D); audio as
+    (B, 5, D) (S4/MS3) or one (1, BT, D) sequence (AVSS); audio gate 1 reshaped, gates 2-4 and
+    all video gates transposed first. -> (4 x (BT, D, h, w), (BT, D))."""
+    xs = [f.flatten(0, 1) for f in feats]
+    bt, d = xs[0].shape[:2]
+    pooled = [x.mean(dim=(-2, -1)).view(bt // 5, 5, -1) for x in xs]
+    audio_rnn_input = audio.reshape(1, bt, d) if avss else audio.reshape(-1, 5, d)
+    audio_flat = audio_rnn_input.reshape(-1, d)
+    pooled = [m.vis_linear[i](x) for i, x in enumerate(pooled)]
+    audio_gates = [m.audio_gated[i](m.audio_encoder[i](audio_rnn_input)) for i in range(4)]
+    video_gates = [m.video_gated[i](m.video_encoder[i](pooled[i])) for i in range(4)]
+    audio_gates = [audio_gates[0].reshape(bt, d, 1, 1)] + [
+        g.transpose(1, 0).reshape(bt, d, 1, 1) for g in audio_gates[1:]
+    ]
+    video_gates = [g.transpose(1, 0).reshape(bt, d) for g in video_gates]
+    out = [x + g * x for x, g in zip(xs, audio_gates)]
+    video_gate = (video_gates[0] + video_gates[1] + video_gates[2] + video_gates[3]) / 4
+    return out, audio_flat + video_gate * audio_flat
+
+
+@pytest.mark.parametrize("setting, t", [("s4", 5), ("avss", 10)])
+def test_release_batch_gates_match_the_release_on_a_two_clip_batch(setting, t):
+    feats, audio = make_inputs(b=2, t=t)
+    ours, theirs = make_bcsm(release_batch_gates=True), make_bcsm()
+    with torch.no_grad():
+        ref_feats, ref_audio = release_bcsm_reference(ours, feats, audio, setting == "avss")
+        got_feats, got_audio, _ = ours(feats, audio)
+        per_clip_feats, per_clip_audio, _ = theirs(feats, audio)
+    for got, ref in zip(got_feats, ref_feats):
+        torch.testing.assert_close(got.flatten(0, 1), ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_audio.flatten(0, 1), ref_audio, rtol=0, atol=1e-5)
+    # the release's order differs from ours at B = 2: clips mix
+    assert (per_clip_audio.flatten(0, 1) - ref_audio).abs().max() > 1e-2
+    assert (per_clip_feats[1].flatten(0, 1) - ref_feats[1]).abs().max() > 1e-2
+    if setting == "s4":  # per clip (b, t) for the first audio gate in both
+        torch.testing.assert_close(per_clip_feats[0], got_feats[0], rtol=0, atol=1e-5)
+
+
+def test_release_batch_gates_at_one_clip():
+    """S4 (T = 5) at B = 1: the release's order is ours. AVSS (T = 10) at B = 1: its video runs
+    in two 5-frame scans read out interleaved, so even one clip differs from ours."""
+    ours, release = make_bcsm(), make_bcsm(release_batch_gates=True)
+    with torch.no_grad():
+        feats, audio = make_inputs(b=1, t=5)
+        for a, b in zip(ours(feats, audio)[:2], release(feats, audio)[:2]):
+            for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+                torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+        feats, audio = make_inputs(b=1, t=10)
+        assert (ours(feats, audio)[1] - release(feats, audio)[1]).abs().max() > 1e-2
+        with pytest.raises(ValueError, match="runs of 5"):
+            release(*make_inputs(b=1, t=3))
