@@ -76,14 +76,16 @@ def disk_full(err: BaseException, path: str | os.PathLike) -> DiskFullError | No
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix); on success it replaces `path`.
 
-    The name is fresh, not a `mkstemp` file, so the writer creates it with the usual (umask)
-    permissions; on any error the temporary file is removed and `path` is left as it was (a full
+    The file gets the usual permissions, 0666 less the umask, whatever its writer chose (safetensors
+    writes 0600); on any error the temporary file is removed and `path` is left as it was (a full
     disk raises `DiskFullError` naming the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         full = disk_full(err, path.parent)
@@ -93,6 +95,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells (/proc), else by setting
+    and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
