@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from selm.build import build_selm
+from selm.build import WeightSources, build_selm
 from selm.checkpoint import load_pretrained, save_pretrained
 from selm.losses import selm_loss
 from selm.state_dict import remove_stale_temporaries
@@ -222,13 +222,20 @@ class Trainer:
 
     def _check_resumable(self, saved: dict, path: Path) -> None:
         """ValueError when the config changes a field the saved state depends on."""
+        if not saved:
+            return
 
         def same(a, b) -> bool:
             return json.dumps(a, sort_keys=True, default=str) == json.dumps(
                 b, sort_keys=True, default=str
             )
 
-        now = self.cfg.to_dict()
+        def fixed(values: dict) -> dict:  # weight files only build the model: last.pt has them
+            model = {k: v for k, v in (values.get("model") or {}).items() if k not in sources}
+            return {**values, "model": model}
+
+        sources = WeightSources.field_names()
+        saved, now = fixed(saved), fixed(self.cfg.to_dict())
         changed = [k for k in RESUME_FIXED if k in saved and not same(saved[k], now[k])]
         if changed:
             shown = ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
