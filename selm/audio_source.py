@@ -106,19 +106,31 @@ class AudioSource:
         return f"AudioSource.{self.kind}()"
 
 
-def _checked_waveform(samples) -> np.ndarray:
-    """(S,) numbers, finite, non-empty -> a read-only float32 copy; MediaError otherwise."""
+def checked_waveform(samples, what: str = "the audio waveform") -> np.ndarray:
+    """(S,) numbers, finite, non-empty -> float32 (S,) (no copy when it already is); MediaError
+    naming `what` otherwise. Every waveform the model may hear passes here: arrays given to the
+    API, decoded files (`selm.media.read_audio`) and a video's own track."""
     if isinstance(samples, torch.Tensor):
         wave = samples.detach().cpu().numpy()
     else:
         wave = np.asarray(samples)
     if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.number) or wave.size == 0:
         raise MediaError(
-            f"an audio waveform must be a non-empty (S,) array at 16 kHz, got "
-            f"shape {wave.shape} {wave.dtype}"
+            f"{what} must be a non-empty (S,) array at 16 kHz, got shape {wave.shape} {wave.dtype}"
         )
-    if not np.isfinite(wave).all():
-        raise MediaError("the audio waveform holds NaN or infinite samples")
-    wave = np.array(wave, dtype=np.float32)  # a copy: the caller's array may change later
+    finite = np.isfinite(wave)
+    if not finite.all():
+        bad = int(wave.size - np.count_nonzero(finite))
+        raise MediaError(
+            f"{what} holds {bad} NaN or infinite sample(s) of {wave.size}; the model cannot hear "
+            "it: give another audio file, or re-encode this one as 16-bit PCM "
+            "(e.g. `ffmpeg -i in.wav -c:a pcm_s16le out.wav`, after fixing the broken samples)"
+        )
+    return wave.astype(np.float32, copy=False)
+
+
+def _checked_waveform(samples) -> np.ndarray:
+    """`checked_waveform` as a read-only float32 copy (the caller's array may change later)."""
+    wave = np.array(checked_waveform(samples), dtype=np.float32)
     wave.flags.writeable = False
     return wave

@@ -1,6 +1,7 @@
 """Checkpoints as `config.json` + `model.safetensors` (the timm / Hugging Face layout).
 
-Writes are atomic (a temporary file renamed into place); loads are strict and never unpickle.
+Writes are atomic (temporary files renamed into place, the weights and the config together);
+loads are strict, never unpickle, and refuse weights with NaN or infinite values.
 """
 
 from __future__ import annotations
@@ -15,27 +16,45 @@ from safetensors.torch import load_file, save_file
 
 from selm.config import SelMConfig
 from selm.modeling.model import SelM
-from selm.state_dict import CheckpointError, atomic_write, load_state_strict
+from selm.state_dict import (
+    CheckpointError,
+    atomic_path,
+    load_state_strict,
+    remove_stale_temporaries,
+)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # keys of a config.json written before weight sources left SelMConfig (always scrubbed there)
 _LEGACY_WEIGHT_KEYS = ("backbone_pretrained", "backbone_weights", "vggish_weights")
+# the SelMConfig fields `load_pretrained(**overrides)` may change: how the saved weights run at
+# test time, not what they compute or which inputs (num_frames, sizes, padding) they were trained on
+# fields that change how trained weights are run, not what they are (release_batch_gates: the
+# release's BCSM batch order, for `train.evaluate --release-protocol`)
+RUNTIME_FIELDS = (
+    "gumbel_at_eval",
+    "release_batch_gates",
+    "dropout",
+    "freeze_vggish",
+    "freeze_backbone",
+)
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extra_config) -> Path:
     """Write `model`'s config and weights into `directory` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)  # left by a writer killed mid-write
     payload = {"model_type": "selm", **extra_config, "config": model.config.to_dict()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(
-        directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"})
-    )
-    atomic_write(
-        directory / CONFIG_NAME,
-        lambda p: Path(p).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n"),
-    )
+    # both files are written before either replaces its old version: a failed write (a full
+    # disk) leaves the old pair, never new weights beside an old config
+    with (
+        atomic_path(directory / WEIGHTS_NAME) as weights,
+        atomic_path(directory / CONFIG_NAME) as cfg,
+    ):
+        save_file(state, str(weights), metadata={"format": "pt"})
+        cfg.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return directory
 
 
@@ -92,12 +111,40 @@ def load_state(directory: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise CheckpointError(f"{path}: unreadable or corrupted safetensors file ({err})") from err
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """CheckpointError naming the tensors of `state` that hold NaN or infinite values."""
+    bad = [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"{source}: the checkpoint is broken: {len(bad)} weight tensor(s) hold NaN or "
+            f"infinite values ({shown}); re-download or re-convert it, or use another checkpoint"
+        )
+
+
 def load_pretrained(dir_or_hub_id: str | os.PathLike, map_location: str = "cpu", **overrides):
-    """Rebuild a SelM from `config.json` (+ `overrides`, e.g. gumbel_at_eval) and load strictly."""
+    """Rebuild a SelM from `config.json` (+ `overrides` of RUNTIME_FIELDS, e.g. gumbel_at_eval)
+    and load strictly; weights with NaN or infinite values are refused (CheckpointError)."""
     directory = resolve_checkpoint(dir_or_hub_id)
     config = read_config(directory)
+    fixed = sorted(
+        k for k, v in overrides.items() if k not in RUNTIME_FIELDS and getattr(config, k, v) != v
+    )
+    if fixed:
+        saved = ", ".join(f"{k}={getattr(config, k)!r}" for k in fixed)
+        raise CheckpointError(
+            f"load_pretrained cannot change {', '.join(fixed)}: the weights in {directory} were "
+            f"trained with {saved} ({CONFIG_NAME}); only {', '.join(RUNTIME_FIELDS)} may be "
+            "overridden"
+        )
     if overrides:
         config = config.replace(**overrides)
     model = SelM(config)
-    load_state_strict(model, load_state(directory, map_location), str(directory))
+    state = load_state(directory, map_location)
+    check_finite(state, str(directory / WEIGHTS_NAME))
+    load_state_strict(model, state, str(directory))
     return model.to(map_location).eval()

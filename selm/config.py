@@ -1,13 +1,17 @@
 """SelM configuration: one dataclass tree, presets by name (SPEC §1-§9).
 
 YAML files and `--set key=value` only select a preset and override fields; an unknown key is an
-error that names the key.
+error that names the key, and every value is checked against its field's type (`coerce`, also
+what `train.config` checks YAML values with).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,61 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loss": ("bce", "bce+dice", "bce+dice+aux"),
     "audio_padding": ("repeat", "zeros"),
 }
+
+
+def coerce(owner: str, name: str, value: Any, annotation: Any) -> Any:
+    """`value` checked (and converted where lossless) against a field annotation; ValueError
+    naming `owner.name`, the value and the expected type otherwise. Floats also take a numeric
+    string (YAML reads 2e-5, no dot, as a string); tuples are checked element by element."""
+    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{owner}.{name} cannot be null")
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and not isinstance(value, bool):
+            if isinstance(value, int | float):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML reads 2e-5 (no dot) as a string
+                except ValueError:
+                    continue
+        if base is str and isinstance(value, str):
+            return value
+        if base is str and value is False:  # YAML 1.1 reads a bare `off` (amp: off) as false
+            return "off"
+        if base in (tuple, list) and isinstance(value, list | tuple):
+            items = typing.get_args(option)
+            if base is tuple and items and items[-1] is not Ellipsis:
+                if len(value) != len(items):
+                    continue
+                return tuple(
+                    coerce(owner, f"{name}[{i}]", v, t)
+                    for i, (v, t) in enumerate(zip(value, items))
+                )
+            return base(value)
+        if base is dict and isinstance(value, dict):
+            return dict(value)
+        if option is Any:
+            return value
+    expected = " or ".join(_type_name(o) for o in options)
+    raise ValueError(f"{owner}.{name}={value!r}: expected {expected}")
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _type_name(option: Any) -> str:
+    if option is type(None):
+        return "null"
+    return str(option) if typing.get_args(option) else getattr(option, "__name__", str(option))
 
 
 @dataclass
@@ -112,14 +171,21 @@ class SelMConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SelMConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        hints = _hints(cls)
+        unknown = sorted(set(values) - set(hints))
         if unknown:
             raise KeyError(f"unknown SelMConfig key(s): {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{k: coerce("SelMConfig", k, v, hints[k]) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> SelMConfig:
         return self.from_dict({**self.to_dict(), **changes})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field annotations, resolved (`from __future__ import annotations`)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
 
 
 _PRESETS: dict[str, dict[str, Any]] = {

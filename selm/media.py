@@ -287,7 +287,9 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
         wave = _read_with_soundfile(path, err)
     if wave is None or wave.size == 0:
         raise MediaError(f"{path.name} holds no audio samples; give another audio file")
-    return wave.astype(np.float32, copy=False)
+    from selm.audio_source import checked_waveform  # audio_source imports this module
+
+    return checked_waveform(wave, path.name)
 
 
 def _read_with_soundfile(path: Path, err: MediaError) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from selm.media import MediaError, read_video
 from selm.predictor import Prediction, Predictor, resolve_audio
 from selm.render import write_overlay_video
 from selm.state_dict import atomic_path
+
+# containers that take the overlay's H.264 video and AAC audio (selm.render.write_overlay_video)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +111,47 @@ def write_masks(pred: Prediction, folder: Path, threshold: float) -> None:
             raise OSError(f"could not write masks into {folder}")
 
 
+def _writable(path: Path) -> str | None:
+    """Why a file or folder cannot be created at `path` (its nearest existing parent must be a
+    writable folder), or None."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"the folder {parent} is not writable"
+            return None
+    return None
+
+
+def output_errors(args: argparse.Namespace, out: Path) -> list[str]:
+    """What is wrong with the output paths (--out, --json, --masks-dir), checked before any
+    decoding or model run so that nothing is computed, or half written, for nothing."""
+    errors = []
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        errors.append(
+            f"--out {out}: {'no' if not out.suffix else 'unknown'} video extension "
+            f"{out.suffix!r}; give a file name ending in one of {', '.join(VIDEO_SUFFIXES)}"
+        )
+    files = [("--out", out)] + ([("--json", args.json)] if args.json is not None else [])
+    for flag, path in files:
+        if path.is_dir():
+            errors.append(f"{flag} {path} is a folder; give a file name (e.g. {path / out.name})")
+        elif (why := _writable(path)) is not None:
+            errors.append(f"{flag} {path}: cannot be written ({why})")
+    if args.masks_dir is not None:
+        if args.masks_dir.exists() and not args.masks_dir.is_dir():
+            errors.append(f"--masks-dir {args.masks_dir} is a file; give a folder")
+        elif (why := _writable(args.masks_dir)) is not None:
+            errors.append(f"--masks-dir {args.masks_dir}: cannot be created ({why})")
+    named = [(flag, path.absolute()) for flag, path in files] + [("VIDEO", args.video.absolute())]
+    for i, (flag, path) in enumerate(named):
+        for other, same in named[i + 1 :]:
+            if path == same:
+                errors.append(f"{flag} and {other} name the same file {path.name}; keep them apart")
+    return errors
+
+
 def audio_source(args: argparse.Namespace) -> AudioSource:
     """--mute, --noise or --audio FILE (always a file, whatever its name), else the track."""
     if args.mute:
@@ -125,10 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    if args.audio is not None and not args.audio.is_file():
+        what = "is a folder, not an audio file" if args.audio.is_dir() else "no such file"
+        parser.error(f"--audio {args.audio}: {what}")
     audio = audio_source(args)
     out = args.out or Path(f"{args.video.stem}_selm.mp4")
+    if errors := output_errors(args, out):
+        parser.error("; ".join(errors))
     try:
         clip = read_video(args.video, max_seconds=args.max_seconds)
+        if audio.kind == "original" and not clip.has_audio:
+            parser.error(
+                f"{args.video.name} has no audio track; choose what the model hears with "
+                "--mute, --noise or --audio FILE"
+            )
         resolve_audio(clip, audio)  # fail before the model loads
     except MediaError as err:
         parser.error(str(err))

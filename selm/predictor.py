@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from selm.audio import SAMPLE_RATE, log_mel_examples
-from selm.audio_source import NAMED, AudioSource
+from selm.audio_source import NAMED, AudioSource, checked_waveform
 from selm.frames import model_input
 from selm.media import (
     Clip,
@@ -30,6 +30,7 @@ from selm.media import (
     read_video,
     white_noise,
 )
+from selm.state_dict import CheckpointError
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
@@ -90,7 +91,8 @@ def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
                 f"{Path(clip.source).name} has no audio track, so there is no original audio; "
                 "choose audio='mute' or 'noise', or give an audio file"
             )
-        return _fit(clip.waveform, num_samples), source.label
+        track = checked_waveform(clip.waveform, f"the audio track of {Path(clip.source).name}")
+        return _fit(track, num_samples), source.label
     if source.kind == "file":
         if not source.path.is_file():
             raise MediaError(
@@ -119,6 +121,17 @@ def _window_result(out, count: int, size: tuple[int, int]) -> dict:
         if out.bcsm is None
         else [{k: _numpy(v, count) for k, v in level.items()} for level in out.bcsm],
     }
+
+
+def _finite_output(logits: torch.Tensor, start: int, count: int) -> None:
+    """CheckpointError when a window's (real frames') logits hold NaN or infinite values: the
+    masks would be silently empty (NaN > threshold is False)."""
+    if not bool(torch.isfinite(logits[:, :count]).all()):
+        raise CheckpointError(
+            f"the model's output for seconds {start}-{start + count - 1} holds NaN or infinite "
+            "values: the checkpoint is broken (corrupted or wrongly converted weights) or "
+            "overflows on this device; load a good checkpoint (or run on the CPU in float32)"
+        )
 
 
 def _concat(parts: list):
@@ -193,6 +206,7 @@ class Predictor:
             mask = torch.arange(window, device=self.device) < count
             audio_mel = self._audio(wave, start, count).to(self.device)  # (T, 1, 96, 64)
             out = self.model(x[None], audio_mel[None], mask[None], return_maps=True)
+            _finite_output(out.logits, start, count)
             windows.append(_window_result(out, count, (clip.height, clip.width)))
             if progress is not None:
                 progress(

@@ -2,7 +2,12 @@
 
 Multi-GPU: the same command under `torchrun --nproc_per_node=N`. Resume an interrupted run with
 `python -m train --resume RUN_DIR` (its config.yaml; `--set` may change training fields such as
-epochs, never the model).
+epochs or lr, which the resumed optimizer uses, never the model or what the saved state depends
+on: see train.trainer.RESUME_FIXED).
+
+A config, data or resume error (a missing file or data root, malformed YAML, an unknown key, a
+value of the wrong type, a full disk) prints one line `python -m train: error: ...` and exits
+with 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,19 +17,34 @@ import os
 import sys
 from pathlib import Path
 
-from train.config import config_from_dict, load_config, parse_set
+from train.config import (
+    USER_ERRORS,
+    config_from_dict,
+    load_config,
+    parse_set,
+    read_yaml,
+    user_error_message,
+)
+
+PROG = "python -m train"
+
+
+def _fail(err: BaseException, main_process: bool, hint: str = "") -> int:
+    if main_process:
+        print(f"{PROG}: error: {user_error_message(err)}{hint}", file=sys.stderr)
+    return 2
 
 
 def _resume_config(run_dir: Path, overrides: list[str]):
-    import yaml
-
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: --resume takes the directory of a run "
             "started by `python -m train` (it holds config.yaml and last.pt)"
         )
-    values = yaml.safe_load(path.read_text())
+    values = read_yaml(path.read_text(), str(path))
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of keys to values at the top level")
     extra = parse_set(overrides)
     if "model" in extra:
         raise ValueError(
@@ -36,7 +56,7 @@ def _resume_config(run_dir: Path, overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train", description="Train SelM.")
+    p = argparse.ArgumentParser(prog=PROG, description="Train SelM.")
     p.add_argument("--config", help="YAML config (train/configs/*.yaml)")
     p.add_argument(
         "--set",
@@ -69,34 +89,40 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--resume continues a run with its own config.yaml; drop --config")
     if not a.resume and not a.config:
         p.error("give --config FILE (see train/configs/) or --resume RUN_DIR")
-    if a.resume:
-        run_dir = Path(a.resume)
-        config = _resume_config(run_dir, a.overrides)
-    else:
-        config = load_config(a.config, a.overrides)
-        run_dir = Path(a.out or config.out_dir or "runs/run")
-        if (run_dir / "last.pt").exists():
-            p.error(
-                f"{run_dir} already holds a run (last.pt); continue it with --resume "
-                f"{run_dir} or choose another directory with --out"
-            )
-
-    from train.trainer import Trainer, TrainingDiverged
-
     main_process = int(os.environ.get("RANK", "0")) == 0
-    trainer = Trainer(
-        config,
-        run_dir=run_dir,
-        resume=bool(a.resume),
-        max_steps=a.max_steps,
-        time_limit_min=a.time_limit,
-    )
+    try:
+        if a.resume:
+            run_dir = Path(a.resume)
+            config = _resume_config(run_dir, a.overrides)
+        else:
+            config = load_config(a.config, a.overrides)
+            run_dir = Path(a.out or config.out_dir or "runs/run")
+            if (run_dir / "last.pt").exists():
+                p.error(
+                    f"{run_dir} already holds a run (last.pt); continue it with --resume "
+                    f"{run_dir} or choose another directory with --out"
+                )
+
+        from train.trainer import Trainer, TrainingDiverged
+
+        trainer = Trainer(
+            config,
+            run_dir=run_dir,
+            resume=bool(a.resume),
+            max_steps=a.max_steps,
+            time_limit_min=a.time_limit,
+        )
+    except USER_ERRORS as err:  # config, data, weights or resume state: the user's to fix
+        return _fail(err, main_process)
     try:
         summary = trainer.fit()
     except TrainingDiverged as err:
         if main_process:
             print(f"training stopped: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a data file that cannot be read, a full disk: not a bug
+        resumable = (run_dir / "last.pt").is_file()
+        return _fail(err, main_process, f"; then continue with --resume {run_dir}" * resumable)
     if main_process:
         best = summary["best_" + trainer.metric_name]
         if summary["reason"] == "done" and best is not None:

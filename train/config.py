@@ -10,7 +10,6 @@ key; values are checked against the field's type (`2e-5`, which YAML reads as a 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,20 @@ from typing import Any
 import yaml
 
 from selm.build import WeightSources
-from selm.config import SelMConfig, get_config
+from selm.config import SelMConfig, coerce, get_config
 from selm.settings import SETTINGS
+from selm.state_dict import atomic_write
 
 AMP_MODES = ("bf16", "fp16", "off")
+# what a user's config, data, checkpoint, resume state or disk causes (the messages say what to
+# fix): the command-line tools print one line and exit with 2; other errors are bugs
+USER_ERRORS = (ValueError, KeyError, OSError)
+
+
+def user_error_message(err: BaseException) -> str:
+    """The one line to print for a user error (a KeyError's message without its quotes)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
 
 
 @dataclass
@@ -111,43 +120,15 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def coerce(owner: str, name: str, value: Any, annotation: Any) -> Any:
-    """`value` checked (and converted where lossless) against a field annotation."""
-    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ValueError(f"{owner}.{name} cannot be null")
-    for option in options:
-        base = typing.get_origin(option) or option
-        if base is bool and isinstance(value, bool):
-            return value
-        if base is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if base is float and not isinstance(value, bool):
-            if isinstance(value, int | float):
-                return float(value)
-            if isinstance(value, str):
-                try:
-                    return float(value)  # YAML reads 2e-5 (no dot) as a string
-                except ValueError:
-                    continue
-        if base is str and isinstance(value, str):
-            return value
-        if base is str and value is False:  # YAML 1.1 reads a bare `off` (amp: off) as false
-            return "off"
-        if base in (tuple, list) and isinstance(value, list | tuple):
-            return base(value)
-        if base is dict and isinstance(value, dict):
-            return dict(value)
-        if option is Any:
-            return value
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ValueError(f"{owner}.{name}={value!r}: expected {expected}")
-
-
-def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+def read_yaml(text: str, source: str) -> Any:
+    """YAML text -> values; malformed YAML is a one-line ValueError naming `source` and where."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{source}: not valid YAML{where} ({problem})") from None
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -157,7 +138,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ValueError(f"config {path}: `base` files include each other in a loop")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found (see train/configs/ for examples)")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = read_yaml(path.read_text(), f"config {path}") or {}
     if not isinstance(values, dict):
         raise ValueError(f"config {path}: expected a mapping of keys to values at the top level")
     base = values.pop("base", None)
@@ -213,7 +194,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected key=value (e.g. lr=1e-4, model.bcsm=false)")
-        value = yaml.safe_load(text) if text.strip() else None
+        value = read_yaml(text, f"--set {item!r}") if text.strip() else None
         if key.startswith("model."):
             out.setdefault("model", {})[key[len("model.") :]] = value
         elif "." in key:
@@ -237,5 +218,6 @@ def load_config(
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config (every field, the model section as given) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the resolved config (every field, the model section as given) as YAML, atomically."""
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text))

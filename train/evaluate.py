@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 
 from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
 from selm.settings import SETTINGS
-from train.config import AMP_MODES
+from selm.state_dict import atomic_write
+from train.config import AMP_MODES, USER_ERRORS, user_error_message
 
 COUNTERFACTUAL_SETS = ("silent", "noise", "swapped", "offscreen")
 _TENSOR_KEYS = ("frames", "audio", "masks", "has_gt", "frame_mask")
@@ -306,9 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         "order (with --batch-size 2, as its scripts); off by default",
     )
     a = p.parse_args(argv)
-    from selm.checkpoint import CheckpointError
-
-    try:
+    ckpt = Path(a.checkpoint)
+    out = (
+        Path(a.out)
+        if a.out
+        else (ckpt if ckpt.is_dir() else Path(".")) / (f"eval_{a.setting}_{a.split}.json")
+    )
+    if out.is_dir():
+        p.error(f"--out {out} is a folder; give the JSON report's file name")
+    try:  # a checkpoint, data or disk error: one line and exit code 2 (see train.config)
         report = evaluate_checkpoint(
             a.checkpoint,
             a.data,
@@ -323,17 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             audio=a.audio,
             release_protocol=a.release_protocol,
         )
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(out, lambda tmp: tmp.write_text(text))
+    except USER_ERRORS as err:
+        print(f"{p.prog}: error: {user_error_message(err)}", file=sys.stderr)
         return 2
-    ckpt = Path(a.checkpoint)
-    out = (
-        Path(a.out)
-        if a.out
-        else (ckpt if ckpt.is_dir() else Path(".")) / (f"eval_{a.setting}_{a.split}.json")
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["metrics"]
     keys = (
         ("miou_legacy", "fscore_legacy", "miou_pooled")

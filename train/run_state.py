@@ -1,5 +1,9 @@
 """What a training run keeps between processes: random generator states, `last.pt` (written
 atomically, read with `weights_only=True`), and its logs (metrics.jsonl, TensorBoard, progress).
+
+A resumed run starts again from `last.pt`'s step: the records a killed process wrote after that
+step (`metrics.jsonl`, TensorBoard events) are dropped (`RunLog(resume_step=)`), so every step is
+logged once.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selm.state_dict import atomic_write  # the one temporary-file-then-rename writer
+from selm.state_dict import atomic_path, atomic_write, disk_full  # the one temp-then-rename writer
 
 STATE_FORMAT = 1
 
@@ -60,7 +64,14 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
     """`torch.save` to a temporary file in the same folder, then `os.replace`: a reader (or a run
     killed while writing) sees the old file or the new one, never half of one."""
-    atomic_write(Path(path), lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # through a file object, so a full disk raises OSError(ENOSPC) (torch's own writer on a
+        # path hides it behind "RuntimeError: [enforce fail at inline_container.cc]")
+        torch.save({"format": STATE_FORMAT, **state}, f)
+
+
+class RunStateError(ValueError):
+    """A `last.pt` that cannot be read (truncated, foreign, another format)."""
 
 
 def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -74,9 +85,10 @@ def load_state(path: str | os.PathLike, device: torch.device | str = "cpu") -> d
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # truncated file, foreign pickle: say which file and why
-        raise RuntimeError(f"{path}: cannot read the training state ({err})") from err
-    if state.get("format") != STATE_FORMAT:
-        raise RuntimeError(
+        raise RunStateError(f"{path}: cannot read the training state ({err})") from err
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        state = state if isinstance(state, dict) else {}
+        raise RunStateError(
             f"{path}: training state format {state.get('format')!r}, expected {STATE_FORMAT}"
         )
     return state
@@ -90,15 +102,26 @@ class _NoBar:
 
 class RunLog:
     """metrics.jsonl (one JSON object a line, `event` first), TensorBoard scalars under tb/, and a
-    tqdm bar per epoch. Only the main process writes (`enabled`)."""
+    tqdm bar per epoch. Only the main process writes (`enabled`). With `resume_step` (the step of
+    the `last.pt` a run resumes from), what was logged after that step is dropped first."""
 
-    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        enabled: bool,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.writer = None
         self._sums: dict[str, float] = {}
         self._count = 0
         self._t0 = time.time()
+        self.rolled_back = 0  # records dropped at a resume
+        if enabled and resume_step is not None:
+            self.rolled_back = self._roll_back(resume_step)
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -108,15 +131,44 @@ class RunLog:
                     f"{self.path} only",
                     file=sys.stderr,
                 )
-            else:
-                self.writer = SummaryWriter(str(run_dir / "tb"))
+            else:  # purge_step: TensorBoard drops the events of the rolled-back steps
+                purge = None if resume_step is None else resume_step + 1
+                self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+
+    def _roll_back(self, step: int) -> int:
+        """Drop the metrics.jsonl records of steps after `step` (a killed process logged them
+        after its last save; the resumed run logs them again). Returns how many were dropped."""
+        if not self.path.is_file():
+            return 0
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # half a line: the process was killed while appending it
+            if not isinstance(record.get("step"), int) or record["step"] <= step:
+                kept.append(line)
+        if len(kept) != len(lines):
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(x + "\n" for x in kept)))
+        return len(lines) - len(kept)
 
     def record(self, entry: dict[str, Any]) -> None:
         if not self.enabled:
             return
         entry = {"event": entry.get("event"), "time": round(time.time() - self._t0, 3), **entry}
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry, default=_plain) + "\n")
+        data = memoryview((json.dumps(entry, default=_plain) + "\n").encode())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        with self.path.open("ab", buffering=0) as f:  # unbuffered: a failed write fails here
+            try:
+                while data:
+                    data = data[f.write(data) :]
+            except OSError as err:  # a full disk: no half record left behind
+                os.truncate(self.path, size)
+                full = disk_full(err, self.path.parent)
+                if full is None:
+                    raise
+                raise full from err
 
     def train_step(
         self, parts: dict[str, float], step: int, epoch: int, every: int, dist, flush: bool = False

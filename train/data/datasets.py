@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from selm.audio import fit_examples, log_mel_examples
 from selm.frames import normalize
+from selm.state_dict import atomic_write
 from train.data import augment as aug
 from train.data.files import (
     load_log_mel,
@@ -256,7 +257,6 @@ def write_vggish_cache(dataset: AVSDataset, vggish, cache: str | os.PathLike | N
     cache = Path(cache) if cache is not None else dataset.vggish_cache
     for rec in dataset.records:
         emb = vggish(dataset._audio(rec)).reshape(dataset.num_frames, -1)
-        path = vggish_cache_path(cache, rec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(emb.float().cpu().clone(), path)
+        emb = emb.float().cpu().clone()
+        atomic_write(vggish_cache_path(cache, rec), lambda tmp, emb=emb: torch.save(emb, tmp))
     return cache

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.quiet,
         )
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, OSError) as e:  # FileExistsError, a full disk (no partial set is left)
         print(f"error: {e}", file=sys.stderr)
         return 2
     total = sum(sizes.values()) * len(layouts)

@@ -1,5 +1,9 @@
 """Generating a whole AVS-Synth data set: plan the clips, write them in parallel, then the CSVs
-and metadata.json of the main root and of each counterfactual root."""
+and metadata.json of the main root and of each counterfactual root.
+
+Everything is written into a temporary folder inside the output folder and moved into place only
+when the whole set is written: a failure (a full disk says "no space left on <folder>") or a kill
+leaves no partial set, and a later run removes a killed run's temporary folder."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from selm.settings import SETTINGS
+from selm.state_dict import disk_full, remove_stale_temporaries
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
 from train.synth.writer import COUNTERFACTUALS, ClipTask, ClipWriter, write_task
@@ -106,10 +112,27 @@ def generate(
             f"{out} already holds AVS-Synth output ({existing[0].name}); "
             "pass overwrite=True (--overwrite) or choose another folder"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a killed run's staging folder
+    staging = out / f".avs-synth.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        _generate(staging, seed, size, layouts, sizes, counterfactuals, mp4, fps, workers, progress)
+    except BaseException as err:
+        full = disk_full(err, out) if isinstance(err, Exception) else None
+        shutil.rmtree(staging, ignore_errors=True)
+        if full is None:
+            raise
+        raise full from err
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    for name in _OUTPUTS:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+    staging.rmdir()
+    return out
 
+
+def _generate(out, seed, size, layouts, sizes, counterfactuals, mp4, fps, workers, progress):
     tasks = plan(layouts, sizes)
     writer = ClipWriter(size, mp4=mp4, fps=fps)
     jobs = [(out, seed, t, writer, counterfactuals) for t in tasks]
@@ -133,7 +156,6 @@ def generate(
                 bar.update()
     bar.close()
     _write_indexes(out, seed, size, fps, layouts, results, counterfactuals)
-    return out
 
 
 def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> None:
