@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
 
     cache = CacheDir(args.cache_dir)
     try:
-        os.environ["GRADIO_TEMP_DIR"] = str(cache.reset())  # before gradio is imported
+        # gradio's uploads and outputs (set before gradio is imported); the per-request
+        # folders lie beside it, so their files are copied into gradio's cache, not left
+        os.environ["GRADIO_TEMP_DIR"] = str(cache.reset() / "gradio")
     except ValueError as err:
         sys.exit(f"error: {err}")
 

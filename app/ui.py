@@ -605,7 +605,7 @@ def illusion_outputs(
             updates.append(
                 gr.Video(
                     value=component.move_resource_to_block_cache(path),
-                    label=f"{label}: {handlers.heard_as(result[label].audio_label)}",
+                    label=_condition_label(label, result[label].audio_label),
                     visible=True,
                 )
             )
@@ -622,6 +622,13 @@ def illusion_outputs(
         view.summary,
         store.put(result, key),
     )
+
+
+def _condition_label(label: str, audio_label: str) -> str:
+    """A condition's video label: its name, and the file heard where it names one."""
+    if audio_label in ("original", "mute", "noise"):
+        return label
+    return f"{label}: {audio_label}"
 
 
 def negative_requests(

@@ -197,7 +197,7 @@ def test_illusion_and_compare_events(isolated_tmp, media_dir, kit):
         "white noise",
         "another clip's audio",
     ]
-    assert "the audio of 'silent.mp4'" in videos[3].label
+    assert videos[3].label == "another clip's audio: silent.mp4"
     assert len(table.value["data"]) == 3 and len(table.value["headers"]) == 5
     assert len(maps) == 4 and legend.ndim == 3 and slider.maximum == 2
     assert "**silent**" in summary and "**0.000**" in summary
