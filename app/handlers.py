@@ -33,7 +33,6 @@ from app.rendering import (
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
 from selm.audio_source import AudioSource
 from selm.media import MediaError, write_wav
-from selm.render import panel
 
 Progress = Callable[[float, str], object]
 
@@ -273,16 +272,41 @@ def show_run(
     return view
 
 
+def _kind(caption: str) -> str:
+    """Which map a caption names ("mask", "CLEVER layer 2", "DAM stage 1", "BCSM after")."""
+    if caption.startswith("mask"):
+        return "mask"
+    if caption.startswith("BCSM"):
+        return " ".join(caption.split()[:2]).rstrip(",")
+    return caption.split(",")[0]
+
+
 def condition_rows(
     preds: dict, index: int, level: int, threshold: float, scales
-) -> list[tuple[np.ndarray, str]]:
-    """One picture per condition (or checkpoint) of second `index`: its frame row (mask,
-    CLEVER, DAM, BCSM on the shared `scales`) side by side, named by the condition."""
-    rows = []
-    for label, pred in preds.items():
-        row = frame_maps(pred, index, level, threshold, scales)[1:]  # the mask shows the frame
-        rows.append((panel([image for image, _ in row], [c for _, c in row]), label))
-    return rows
+) -> tuple[list[tuple[np.ndarray, str]], int]:
+    """The maps of second `index` for each condition (or checkpoint), one grid row each:
+    mask, CLEVER layers, DAM, BCSM, all on the shared `scales`, every caption starting with
+    the condition's name -> (tiles row by row, tiles per row). A map one of them lacks (a
+    model without BCSM next to one with it) is a blank tile that says so, so the columns
+    line up."""
+    rows = {
+        label: {
+            _kind(c): (image, c)
+            for image, c in frame_maps(pred, index, level, threshold, scales)[1:]
+        }
+        for label, pred in preds.items()
+    }
+    kinds = list(dict.fromkeys(kind for row in rows.values() for kind in row))
+    tiles = []
+    for label, row in rows.items():
+        shape = next(iter(row.values()))[0].shape
+        for kind in kinds:
+            if kind in row:
+                image, caption = row[kind]
+                tiles.append((image, f"{label}: {caption}"))
+            else:
+                tiles.append((np.full(shape, 255, np.uint8), f"{label}: no {kind} in this model"))
+    return tiles, len(kinds)
 
 
 @dataclass
@@ -291,7 +315,8 @@ class IllusionView:
     condition on shared scales, the per-second area table and plot, the scores."""
 
     videos: dict[str, Path]
-    maps: list[tuple[np.ndarray, str]]
+    maps: list[tuple[np.ndarray, str]]  # row by row, `columns` tiles per condition
+    columns: int
     legend: np.ndarray
     table: tuple[list[str], list[list]]
     plot: go.Figure
@@ -327,9 +352,11 @@ def show_illusion(
         )
     scales = map_scales(preds.values())
     first = next(iter(preds.values()))
+    maps, columns = condition_rows(preds, second, level, threshold, scales)
     view = IllusionView(
         videos=_overlays(preds, threshold, workdir, progress),
-        maps=condition_rows(preds, second, level, threshold, scales),
+        maps=maps,
+        columns=columns,
         legend=map_legend(list(preds.values()), level, scales),
         table=area_table(first.times, areas),
         plot=area_plot(first.times, areas, title="Segmented area per second, per audio"),
@@ -353,7 +380,8 @@ class CompareView:
     video_a: Path
     video_b: Path
     names: tuple[str, str]
-    maps: list[tuple[np.ndarray, str]]
+    maps: list[tuple[np.ndarray, str]]  # row by row, `columns` tiles per checkpoint
+    columns: int
     legend: np.ndarray
     plot: go.Figure
     summary: str
@@ -382,11 +410,13 @@ def show_compare(
     preds = {names[0]: pred_a, names[1]: pred_b}
     scales = map_scales(preds.values())
     videos = _overlays(preds, threshold, workdir, progress)
+    maps, columns = condition_rows(preds, second, level, threshold, scales)
     return CompareView(
         video_a=videos[names[0]],
         video_b=videos[names[1]],
         names=names,
-        maps=condition_rows(preds, second, level, threshold, scales),
+        maps=maps,
+        columns=columns,
         legend=map_legend([pred_a, pred_b], level, scales),
         plot=compare_plot(
             pred_a.times,

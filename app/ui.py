@@ -227,7 +227,7 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                         )
                         illusion_plot = gr.Plot(label="Segmented area per second, per audio")
                         illusion_second, illusion_level = _second_and_level("illusion")
-                        illusion_maps = _gallery("illusion-maps", columns=1)
+                        illusion_maps = _gallery("illusion-maps", columns=7)
                         illusion_legend = _legend("illusion-legend")
                         with gr.Row():
                             illusion_videos = [
@@ -254,7 +254,7 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                             video_a = gr.Video(interactive=False, elem_id="compare-video-a")
                             video_b = gr.Video(interactive=False, elem_id="compare-video-b")
                         compare_second, compare_level = _second_and_level("compare")
-                        compare_maps = _gallery("compare-maps", columns=1)
+                        compare_maps = _gallery("compare-maps", columns=7)
                         compare_legend = _legend("compare-legend")
                         compare_plot = gr.Plot(
                             label="Segmented area and agreement per second", elem_id="compare-plot"
@@ -614,7 +614,7 @@ def illusion_outputs(
     headers, rows = view.table
     return (
         *updates,
-        gallery(view.maps),
+        gr.Gallery(value=gallery(view.maps), columns=view.columns),
         view.legend,
         _slider(view.num_frames, second_value),
         gr.Dataframe(value=rows, headers=headers),
@@ -726,7 +726,7 @@ def compare_outputs(
     return (
         gr.Video(value=video_a.move_resource_to_block_cache(view.video_a), label=names[0]),
         gr.Video(value=video_b.move_resource_to_block_cache(view.video_b), label=names[1]),
-        gallery(view.maps),
+        gr.Gallery(value=gallery(view.maps), columns=view.columns),
         view.legend,
         _slider(view.num_frames, second_value),
         view.plot,
@@ -802,20 +802,22 @@ def run_maps(result, threshold_value, second_value, level_value):
 
 def illusion_maps_of(result, threshold_value, second_value, level_value):
     scales = handlers.map_scales(result.values())
-    rows = handlers.condition_rows(
+    tiles, columns = handlers.condition_rows(
         result, int(second_value), int(level_value), threshold_value, scales
     )
-    return gallery(rows), handlers.map_legend(list(result.values()), int(level_value), scales)
+    legend = handlers.map_legend(list(result.values()), int(level_value), scales)
+    return gr.Gallery(value=gallery(tiles), columns=columns), legend
 
 
 def compare_maps_of(result, threshold_value, second_value, level_value):
     pred_a, pred_b, names, _ = result
     preds = {names[0]: pred_a, names[1]: pred_b}
     scales = handlers.map_scales(preds.values())
-    rows = handlers.condition_rows(
+    tiles, columns = handlers.condition_rows(
         preds, int(second_value), int(level_value), threshold_value, scales
     )
-    return gallery(rows), handlers.map_legend([pred_a, pred_b], int(level_value), scales)
+    legend = handlers.map_legend([pred_a, pred_b], int(level_value), scales)
+    return gr.Gallery(value=gallery(tiles), columns=columns), legend
 
 
 def on_maps(store: ResultStore, draw: Callable, key, threshold_value, second_value, level_value):

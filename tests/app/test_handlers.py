@@ -144,6 +144,20 @@ def test_show_run_reports_every_stage(fake_predictor, media_dir, tmp_path):
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
 
 
+def test_compared_rows_line_up_when_one_model_lacks_a_map(media_dir, tmp_path, kit):
+    from selm.build import build_selm
+
+    full = run(Predictor(kit.FakeSelM()), media_dir / "tone.mp4")
+    bare = run(
+        Predictor(build_selm("selm_tiny", input_size=64, bcsm=False)), media_dir / "tone.mp4"
+    )
+    scales = handlers.map_scales([full, bare])
+    tiles, columns = handlers.condition_rows({"A": full, "B": bare}, 0, 0, 0.5, scales)
+    assert columns == 7 and len(tiles) == 14
+    assert tiles[12][1] == "B: no BCSM before in this model" and (tiles[12][0] == 255).all()
+    assert tiles[5][1].startswith("A: BCSM before")
+
+
 def test_a_model_without_bcsm_shows_no_bcsm_maps(media_dir, tmp_path):
     from selm.build import build_selm
 
@@ -227,8 +241,10 @@ def test_illusion_probe_every_negative(media_dir, tmp_path, listens, kit):
         np.testing.assert_allclose(row[1], 100 * box, atol=2)
         np.testing.assert_allclose(row[2:], [100 * v for v in expected.values()], atol=2)
     assert [t.name for t in view.plot.data] == list(preds)
-    assert [c for _, c in view.maps] == list(preds)  # one row of maps per condition
-    assert all(image.shape[0] > kit.height for image, _ in view.maps)
+    assert view.columns == 7 and len(view.maps) == 5 * 7  # one row of maps per condition
+    assert [c.split(":")[0] for _, c in view.maps[::7]] == list(preds)
+    assert view.maps[7][1] == "silent: mask (p > 0.50)" and "BCSM after" in view.maps[13][1]
+    assert all(image.shape == (kit.height, kit.width, 3) for image, _ in view.maps)
     assert len(view.videos) == 5 and all(p.is_file() for p in view.videos.values())
     assert len({p.name for p in view.videos.values()}) == 5
     assert view.legend.ndim == 3 and view.num_frames == 3
@@ -265,7 +281,7 @@ def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     assert view.plot.data[2].yaxis == "y2"  # IoU on its own axis
     assert view.video_a.is_file() and view.video_b.is_file() and view.video_a != view.video_b
     assert "silence (muted)" in view.summary and view.names == ("listens", "deaf")
-    assert [c for _, c in view.maps] == ["listens", "deaf"]  # both checkpoints' maps
+    assert [c.split(":")[0] for _, c in view.maps[:: view.columns]] == ["listens", "deaf"]
     # one scale for both: the BCSM bar spans both checkpoints' norms
     scales = handlers.map_scales([a, b])
     both = np.concatenate(

@@ -199,7 +199,8 @@ def test_illusion_and_compare_events(isolated_tmp, media_dir, kit):
     ]
     assert videos[3].label == "another clip's audio: silent.mp4"
     assert len(table.value["data"]) == 3 and len(table.value["headers"]) == 5
-    assert len(maps) == 4 and legend.ndim == 3 and slider.maximum == 2
+    assert len(maps.value) == 4 * 7 and maps.columns == 7  # a row of 7 maps per condition
+    assert legend.ndim == 3 and slider.maximum == 2
     assert "**silent**" in summary and "**0.000**" in summary
     stored = demo.store.get(key)
     assert stored["another clip's audio"].audio_label == "silent.mp4"
@@ -207,7 +208,7 @@ def test_illusion_and_compare_events(isolated_tmp, media_dir, kit):
         str(media_dir / "tone.mp4"), "mute", None, None, "fake", "", "other", "", 0.5, 0, None
     )
     video_a, video_b, maps, _, _, plot, summary, eval_a, eval_b, key = compared
-    assert (video_a.label, video_b.label) == ("fake", "other") and len(maps) == 2
+    assert (video_a.label, video_b.label) == ("fake", "other") and len(maps.value) == 14
     assert demo.store.get(key)[2] == ("fake", "other") and "fake" in summary
     assert max(plot.data[1].y) > 0.2 and max(plot.data[0].y) == 0
     assert "no evaluation recorded" in eval_a and "no evaluation recorded" in eval_b
