@@ -406,8 +406,12 @@ def _second_and_level(prefix: str):
 
 
 def _gallery(elem_id: str, columns: int) -> gr.Gallery:
+    """A gallery of maps under a heading of its own: the gallery's label would lie over the
+    first row's captions."""
+    gr.Markdown(f"**{MAPS_LABEL}**", elem_id=f"{elem_id}-heading")
     return gr.Gallery(
         label=MAPS_LABEL,
+        show_label=False,
         columns=columns,
         height="auto",
         object_fit="contain",

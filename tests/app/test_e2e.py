@@ -69,7 +69,7 @@ def test_illusion_probe_every_negative(client, demo_server, tiny_checkpoints):
     assert names == ["original", "silent", "white noise", "another clip's audio"]
     table = table.get("value", table)  # a Dataframe update
     assert len(table["data"]) == 5 and len(table["headers"]) == 5
-    assert len(maps) == 4 * 7  # a row of 7 maps per condition
+    assert len(maps["value"]) == 4 * 7 and maps["columns"] == 7  # 7 maps per condition
     shown = [v["value"] for v in videos if v["visible"]]  # updates: label, visibility, file
     assert len(shown) == 4 and videos[3]["label"] == "another clip's audio: tones.mp4"
     for item in shown:
@@ -91,7 +91,7 @@ def test_compare_two_checkpoints(client, demo_server, tiny_checkpoints):
         0,
         api_name="/compare",
     )
-    assert video_a != video_b and "mean IoU" in summary and len(maps) == 2 * 7
+    assert video_a != video_b and "mean IoU" in summary and len(maps["value"]) == 2 * 7
     assert "selm-tiny-0" in summary and "selm-tiny-1" in summary
     assert "selm-tiny-0" in eval_a and "selm-tiny-1" in eval_b
 
