@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -92,7 +93,8 @@ def space_requirements(hardware: str, source: Path = ROOT / "requirements.txt") 
     for line in text.splitlines():
         bare = line.split("#")[0].strip()
         pinned = _torch_line(bare) if bare else None
-        if bare and bare.split("==")[0].strip() in TORCH_PACKAGES and pinned is None:
+        name = re.split(r"[<>=!~;\[ ]", bare, maxsplit=1)[0]
+        if name in TORCH_PACKAGES and pinned is None:
             raise DeployError(
                 f"requirements.txt: {bare!r} is not pinned with ==; pin torch, torchvision and "
                 "torchaudio to one version each so the CPU build can be chosen"
