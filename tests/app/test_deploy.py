@@ -106,7 +106,7 @@ def test_upload_goes_through_upload_folder(monkeypatch):
         "someone/selm-demo",
         dict(repo_type="space", space_sdk="gradio", exist_ok=True, private=False),
     )
-    assert uploaded == [f.path for f in files] and calls["token"] == "t"
+    assert uploaded == sorted(f.path for f in files) and calls["token"] == "t"
     assert calls["requirements"] == (ROOT / "requirements.txt").read_text()
     assert "uploaded to https://huggingface.co/spaces/someone/selm-demo" in out.getvalue()
     with pytest.raises(deploy.DeployError, match="USER/NAME"):
