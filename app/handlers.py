@@ -345,8 +345,10 @@ def show_illusion(
     ]
     for label, score in scores.items():
         worst = int(score.argmax())
+        heard = preds[label].audio_label
+        named = "" if heard in ("mute", "noise") else f" ({heard_as(heard)})"
         lines.append(
-            f"- **{label}** ({heard_as(preds[label].audio_label)}): illusion score "
+            f"- **{label}**{named}: illusion score "
             f"**{score.mean():.3f}** (mean fraction of the frame; highest {score[worst]:.3f} "
             f"at second {worst})"
         )

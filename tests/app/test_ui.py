@@ -295,3 +295,25 @@ def test_event_functions_are_plain_module_functions(isolated_tmp):
     assert seen == [("stored", 0.25, "level", True, key)] and not workdir.exists()
     assert ui.show_audio_inputs("upload")[0].visible is True
     assert ui.show_audio_inputs("example")[0].visible is False
+
+
+def test_a_synthetic_model_on_a_real_upload_says_so(tmp_path):
+    import json
+
+    from app import ui
+
+    ckpt = tmp_path / "selm-synth"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"config": {"input_size": 96}}))
+    examples = [Example("synth_multi.mp4", tmp_path / "synth_multi.mp4", "shapes")]
+    settings = DemoSettings(checkpoints={"selm-synth": str(ckpt)}, examples=examples)
+    note = ui.model_note(settings, str(ckpt), "/tmp/gradio/abc/my_dog.mp4")
+    assert "trained only on AVS-Synth (synthetic shapes) at 96 px" in note
+    assert "never seen one" in note and "python -m selm.convert" in note
+    assert ui.model_note(settings, str(ckpt), "/tmp/gradio/abc/synth_multi.mp4") == ""
+    official = DemoSettings(
+        checkpoints={"selm-synth": str(ckpt), "official:s4_r50": "official:s4_r50"},
+        examples=examples,
+    )
+    assert "official:s4_r50" in ui.model_note(official, str(ckpt), "my_dog.mp4")
+    assert ui.model_card(ui.infos(settings)["selm-synth"]).endswith("its masks mean nothing.")
