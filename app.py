@@ -3,6 +3,9 @@
 This file only parses flags, loads the default predictor and launches; the demo itself is in
 `app/`. On Hugging Face Spaces (SPACE_ID set) it binds 0.0.0.0 and the port the Space gives
 (PORT / GRADIO_SERVER_PORT), and wraps model runs in `spaces.GPU` when that package exists.
+
+The app owns its cache folder (`--cache-dir`, gradio's GRADIO_TEMP_DIR): emptied at start-up
+and again at shutdown (Ctrl-C or SIGTERM), so no upload or output outlives the process.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -57,6 +62,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=480,
         help="longest side of the videos and maps shown (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        help="largest file a visitor may upload, in MB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-any-checkpoint",
+        action="store_true",
+        help="let users load any checkpoint directory or Hub repo they type (your own machine "
+        "only; without it only the listed checkpoints and official:NAME load)",
+    )
+    parser.add_argument(
+        "--session-mb",
+        type=float,
+        default=1024.0,
+        help="memory for all sessions' results kept for redrawing, in MB; the least recently "
+        "used are dropped first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=3600.0,
+        help="seconds a session's results are kept after their last use (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=os.path.join(tempfile.gettempdir(), f"selm-demo-{port}"),
+        help="the app's own folder for uploads and outputs; emptied at start and at shutdown "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--host", default=host, help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a gradio.live link")
@@ -93,11 +129,21 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log = logging.getLogger("selm.demo")
 
+    from app.state import CacheDir
+
+    cache = CacheDir(args.cache_dir)
+    try:
+        # gradio's uploads and outputs (set before gradio is imported); the per-request
+        # folders lie beside it, so their files are copied into gradio's cache, not left
+        os.environ["GRADIO_TEMP_DIR"] = str(cache.reset() / "gradio")
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+
     import torch
 
     from app.examples import find_checkpoints, find_examples
     from app.official import with_official
-    from app.state import PredictorPool
+    from app.state import PredictorPool, ResultStore
     from app.ui import DemoSettings, build_demo
     from app.validation import Limits
     from selm.checkpoint import CheckpointError
@@ -125,10 +171,17 @@ def main(argv: list[str] | None = None) -> None:
     settings = DemoSettings(
         checkpoints=checkpoints,
         examples=find_examples(args.examples_dir),
-        limits=Limits(max_seconds=args.max_seconds, max_pixels=args.max_pixels),
+        limits=Limits(
+            max_seconds=args.max_seconds,
+            max_pixels=args.max_pixels,
+            max_upload_mb=args.max_upload_mb,
+        ),
         max_side=args.max_side,
         concurrency=args.concurrency,
         gpu=gpu_decorator(),
+        allow_any_checkpoint=args.allow_any_checkpoint,
+        store=ResultStore(max_bytes=int(args.session_mb * 2**20), ttl=args.session_ttl),
+        cache_dir=cache.path / "requests",
     )
     demo = build_demo(settings, pool)
     log.info(
@@ -138,13 +191,24 @@ def main(argv: list[str] | None = None) -> None:
         len(settings.examples),
         time.perf_counter() - start,
     )
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        show_error=True,
-        allowed_paths=[os.path.abspath(args.examples_dir)],
-    )
+
+    def stop(signum, frame):  # SIGTERM (a Space stopping, `kill`): leave through the finally
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            show_error=True,
+            allowed_paths=[os.path.abspath(args.examples_dir)],
+            max_file_size=int(args.max_upload_mb * 2**20),  # bytes
+        )
+    finally:
+        demo.close()
+        cache.clear()
+        log.info("stopped; cache folder %s emptied", cache.path)
 
 
 def warm_up(predictor) -> None:

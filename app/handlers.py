@@ -18,7 +18,18 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from app.rendering import area_plot, display_size, frame_maps, segmented_fraction, write_overlay
+from app.examples import OFFICIAL_PREFIX
+from app.rendering import (
+    area_plot,
+    area_table,
+    compare_plot,
+    display_size,
+    frame_maps,
+    map_legend,
+    map_scales,
+    segmented_fraction,
+    write_overlay,
+)
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
 from selm.audio_source import AudioSource
 from selm.media import MediaError, write_wav
@@ -111,29 +122,59 @@ def run_model(
     return display_copy(pred, max_side)
 
 
+# the negative audio conditions of the illusion probe: what a model that listens should not
+# segment anything for (a sound unrelated to the clip, for another clip's audio and uploads)
+NEGATIVES = {
+    "silent": "mute",
+    "white noise": "noise",
+    "another clip's audio": "example",
+    "an uploaded sound": "upload",
+}
+
+
+def heard_as(label: str) -> str:
+    """A prediction's `audio_label` as words for a sentence."""
+    return {
+        "original": "its own audio",
+        "mute": "silence (muted)",
+        "noise": "white noise",
+    }.get(label, f"the audio of {label!r}")
+
+
 def probe_illusion(
-    predictor, video, *, limits: Limits, max_side: int, progress: Progress | None = None
-):
-    """The same clip twice: with its own audio, then muted -> (pred_audio, pred_muted)."""
+    predictor,
+    video,
+    negatives: list[tuple[str, AudioRequest]] | None = None,
+    *,
+    limits: Limits,
+    max_side: int,
+    progress: Progress | None = None,
+) -> dict[str, object]:
+    """The clip with its own audio, then with each negative audio ((label, request) pairs;
+    default: silent and white noise) -> {label: prediction}, the original first."""
     info = probe_video(video, limits)
     if not info.has_audio:
         raise DemoError(
-            f"{info.path.name!r} has no audio track, so there is nothing to compare with silence. "
-            "Use Run with an uploaded audio file or another example's audio instead."
+            f"{info.path.name!r} has no audio track, so there is no original to compare the "
+            "negative audio with. Use Run with an uploaded audio file or another example's "
+            "audio instead."
         )
-    runs = []
-    for step, kind in enumerate(("original", "mute")):
-        runs.append(
-            run_model(
-                predictor,
-                video,
-                AudioRequest(kind),
-                limits=limits,
-                max_side=max_side,
-                progress=_part(progress, step / 2, 0.5, kind),
-            )
+    if negatives is None:
+        negatives = [("silent", AudioRequest("mute")), ("white noise", AudioRequest("noise"))]
+    if not negatives:
+        raise DemoError("Tick at least one negative audio to probe (silent, white noise, ...).")
+    conditions = [("original", AudioRequest("original")), *negatives]
+    runs = {}
+    for step, (label, request) in enumerate(conditions):
+        runs[label] = run_model(
+            predictor,
+            video,
+            request,
+            limits=limits,
+            max_side=max_side,
+            progress=_part(progress, step / len(conditions), 1 / len(conditions), label),
         )
-    return runs[0], runs[1]
+    return runs
 
 
 def compare_checkpoints(
@@ -161,71 +202,171 @@ def compare_checkpoints(
     return runs[0], runs[1]
 
 
+def _stage(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
+
+
+def _overlays(preds: dict, threshold: float, workdir: Path, progress) -> dict[str, Path]:
+    """One overlay video per prediction (file names by position), each stage reported."""
+    videos = {}
+    for i, (label, pred) in enumerate(preds.items()):
+        _stage(
+            progress, i / len(preds), f"writing the overlay video {i + 1}/{len(preds)} ({label})"
+        )
+        videos[label] = write_overlay(pred, Path(workdir) / f"overlay_{i}.mp4", threshold)
+    _stage(progress, 1.0, "overlay videos written")
+    return videos
+
+
 @dataclass
 class RunView:
-    """The Result tab: overlay video, the audio heard (wav), the row of maps, the area plot."""
+    """The Result tab: overlay video, the audio heard (wav), the row of maps, their legend, the
+    area plot."""
 
     video: Path
     audio: Path
     maps: list[tuple[np.ndarray, str]]
+    legend: np.ndarray
     plot: go.Figure
     summary: str
     num_frames: int
 
 
-def show_run(pred, *, threshold: float, frame: int, level: int, workdir: Path) -> RunView:
+def show_run(
+    pred,
+    *,
+    threshold: float,
+    frame: int,
+    level: int,
+    workdir: Path,
+    note: str = "",
+    progress: Progress | None = None,
+) -> RunView:
     area = segmented_fraction(pred.masks(threshold))
+    _stage(progress, 0.0, "writing the overlay video")
     video = write_overlay(pred, Path(workdir) / "overlay.mp4", threshold)
+    _stage(progress, 0.8, "writing the audio the model heard")
     audio = write_wav(Path(workdir) / "audio_heard.wav", pred.waveform)
+    _stage(progress, 0.9, "drawing the maps")
+    scales = map_scales([pred])
     summary = (
-        f"**{len(area)} s** of video heard with **{pred.audio_label}** audio: "
+        f"**{len(area)} s** of video, heard with **{heard_as(pred.audio_label)}**: "
         f"{100 * area.mean():.1f}% of the frame segmented on average "
         f"(most at second {int(area.argmax())}: {100 * area.max():.1f}%)."
     )
-    return RunView(
+    view = RunView(
         video=video,
         audio=audio,
-        maps=frame_maps(pred, frame, level, threshold),
+        maps=frame_maps(pred, frame, level, threshold, scales),
+        legend=map_legend([pred], level, scales),
         plot=area_plot(
-            pred.times, {f"audio: {pred.audio_label}": area}, title="Segmented area per second"
+            pred.times,
+            {f"heard: {pred.audio_label}": area},
+            title="Segmented area per second",
         ),
-        summary=summary,
+        summary=f"{summary}\n\n{note}" if note else summary,
         num_frames=len(area),
     )
+    _stage(progress, 1.0, "done")
+    return view
+
+
+def _kind(caption: str) -> str:
+    """Which map a caption names ("mask", "CLEVER layer 2", "DAM stage 1", "BCSM after")."""
+    if caption.startswith("mask"):
+        return "mask"
+    if caption.startswith("BCSM"):
+        return " ".join(caption.split()[:2]).rstrip(",")
+    return caption.split(",")[0]
+
+
+def condition_rows(
+    preds: dict, index: int, level: int, threshold: float, scales
+) -> tuple[list[tuple[np.ndarray, str]], int]:
+    """The maps of second `index` for each condition (or checkpoint), one grid row each:
+    mask, CLEVER layers, DAM, BCSM, all on the shared `scales`, every caption starting with
+    the condition's name -> (tiles row by row, tiles per row). A map one of them lacks (a
+    model without BCSM next to one with it) is a blank tile that says so, so the columns
+    line up."""
+    rows = {
+        label: {
+            _kind(c): (image, c)
+            for image, c in frame_maps(pred, index, level, threshold, scales)[1:]
+        }
+        for label, pred in preds.items()
+    }
+    kinds = list(dict.fromkeys(kind for row in rows.values() for kind in row))
+    tiles = []
+    for label, row in rows.items():
+        shape = next(iter(row.values()))[0].shape
+        for kind in kinds:
+            if kind in row:
+                image, caption = row[kind]
+                tiles.append((image, f"{label}: {caption}"))
+            else:
+                tiles.append((np.full(shape, 255, np.uint8), f"{label}: no {kind} in this model"))
+    return tiles, len(kinds)
 
 
 @dataclass
 class IllusionView:
-    """The illusion probe: overlays with sound and muted, the per-second illusion score."""
+    """The illusion probe: an overlay video per condition, the maps of one second for each
+    condition on shared scales, the per-second area table and plot, the scores."""
 
-    video_audio: Path
-    video_muted: Path
+    videos: dict[str, Path]
+    maps: list[tuple[np.ndarray, str]]  # row by row, `columns` tiles per condition
+    columns: int
+    legend: np.ndarray
+    table: tuple[list[str], list[list]]
     plot: go.Figure
     summary: str
-    scores: np.ndarray  # (T,) fraction of pixels segmented with no sound
+    scores: dict[str, np.ndarray]  # per negative condition: (T,) fraction segmented
+    num_frames: int
 
 
-def show_illusion(pred_audio, pred_muted, *, threshold: float, workdir: Path) -> IllusionView:
-    heard = segmented_fraction(pred_audio.masks(threshold))
-    scores = segmented_fraction(pred_muted.masks(threshold))
-    worst = int(scores.argmax())
-    summary = (
-        f"**Illusion score {scores.mean():.3f}** (mean over {len(scores)} s of the fraction "
-        f"of pixels segmented with no sound; highest {scores[worst]:.3f} at second {worst}). "
-        f"With its audio, the model segments {100 * heard.mean():.1f}% of the frame. "
-        "A model that listens segments nothing when the clip is muted."
-    )
-    return IllusionView(
-        video_audio=write_overlay(pred_audio, Path(workdir) / "with_audio.mp4", threshold),
-        video_muted=write_overlay(pred_muted, Path(workdir) / "muted.mp4", threshold),
-        plot=area_plot(
-            pred_audio.times,
-            {"with its audio": heard, "muted (illusion score)": scores},
-            title="Segmented area per second: with sound vs muted",
-        ),
-        summary=summary,
+def show_illusion(
+    preds: dict,
+    *,
+    threshold: float,
+    workdir: Path,
+    second: int = 0,
+    level: int = 0,
+    progress: Progress | None = None,
+) -> IllusionView:
+    """`preds` as `probe_illusion` returns them: the original first, then the negatives."""
+    areas = {label: segmented_fraction(p.masks(threshold)) for label, p in preds.items()}
+    original = next(iter(preds))
+    scores = {label: a for label, a in areas.items() if label != original}
+    lines = [
+        f"With its own audio the model segments **{100 * areas[original].mean():.1f}%** of "
+        "the frame. With audio that should make nothing sound (a model that listens "
+        "segments nothing), it segments:"
+    ]
+    for label, score in scores.items():
+        worst = int(score.argmax())
+        heard = preds[label].audio_label
+        named = "" if heard in ("mute", "noise") else f" ({heard_as(heard)})"
+        lines.append(
+            f"- **{label}**{named}: illusion score "
+            f"**{score.mean():.3f}** (mean fraction of the frame; highest {score[worst]:.3f} "
+            f"at second {worst})"
+        )
+    scales = map_scales(preds.values())
+    first = next(iter(preds.values()))
+    maps, columns = condition_rows(preds, second, level, threshold, scales)
+    view = IllusionView(
+        videos=_overlays(preds, threshold, workdir, progress),
+        maps=maps,
+        columns=columns,
+        legend=map_legend(list(preds.values()), level, scales),
+        table=area_table(first.times, areas),
+        plot=area_plot(first.times, areas, title="Segmented area per second, per audio"),
+        summary="\n".join(lines),
         scores=scores,
+        num_frames=len(first.frames),
     )
+    return view
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -240,39 +381,80 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class CompareView:
     video_a: Path
     video_b: Path
+    names: tuple[str, str]
+    maps: list[tuple[np.ndarray, str]]  # row by row, `columns` tiles per checkpoint
+    columns: int
+    legend: np.ndarray
     plot: go.Figure
     summary: str
+    num_frames: int
 
 
 def show_compare(
-    pred_a, pred_b, names: tuple[str, str], *, threshold: float, workdir: Path
+    pred_a,
+    pred_b,
+    names: tuple[str, str],
+    *,
+    threshold: float,
+    workdir: Path,
+    second: int = 0,
+    level: int = 0,
+    progress: Progress | None = None,
 ) -> CompareView:
     masks_a, masks_b = pred_a.masks(threshold), pred_b.masks(threshold)
     area_a, area_b = segmented_fraction(masks_a), segmented_fraction(masks_b)
     iou = mask_iou(masks_a, masks_b)
     summary = (
-        f"Audio: **{pred_a.audio_label}**. **{names[0]}** segments {100 * area_a.mean():.1f}% "
-        f"of the frame on average, **{names[1]}** {100 * area_b.mean():.1f}%; their masks "
-        f"agree with a mean IoU of {iou.mean():.3f}."
+        f"Both hear **{heard_as(pred_a.audio_label)}**. **{names[0]}** segments "
+        f"{100 * area_a.mean():.1f}% of the frame on average, **{names[1]}** "
+        f"{100 * area_b.mean():.1f}%; their masks agree with a mean IoU of {iou.mean():.3f}."
     )
+    preds = {names[0]: pred_a, names[1]: pred_b}
+    scales = map_scales(preds.values())
+    videos = _overlays(preds, threshold, workdir, progress)
+    maps, columns = condition_rows(preds, second, level, threshold, scales)
     return CompareView(
-        video_a=write_overlay(pred_a, Path(workdir) / "model_a.mp4", threshold),
-        video_b=write_overlay(pred_b, Path(workdir) / "model_b.mp4", threshold),
-        plot=area_plot(
+        video_a=videos[names[0]],
+        video_b=videos[names[1]],
+        names=names,
+        maps=maps,
+        columns=columns,
+        legend=map_legend([pred_a, pred_b], level, scales),
+        plot=compare_plot(
             pred_a.times,
-            {names[0]: area_a, names[1]: area_b, "IoU of the two": iou},
-            title="Segmented area per second, two checkpoints",
-            y_title="fraction",
+            {names[0]: area_a, names[1]: area_b},
+            iou,
+            title="Two checkpoints: segmented area (top), agreement (bottom)",
         ),
         summary=summary,
+        num_frames=len(area_a),
     )
 
 
-def choose_checkpoint(picked: str | None, typed: str | None) -> str:
-    """The checkpoint to load: the typed directory / Hub repo id when given, else the pick."""
-    spec = (typed or "").strip() or (picked or "").strip()
+def choose_checkpoint(
+    picked: str | None,
+    typed: str | None,
+    checkpoints: dict[str, str] | None = None,
+    *,
+    allow_any: bool = True,
+) -> str:
+    """The checkpoint to load: the typed one when given, else the pick (a label of
+    `checkpoints` or its spec).
+
+    Public mode (allow_any=False) loads only the listed checkpoints and the authors' published
+    ones (`official:NAME`): nothing a visitor types reaches the server's disk or the Hub."""
+    checkpoints = checkpoints or {}
+    typed = (typed or "").strip()
+    spec = typed or (picked or "").strip()
     if not spec:
-        raise DemoError(
-            "Pick a checkpoint, or type a checkpoint directory or Hugging Face repo id."
-        )
-    return spec
+        raise DemoError("Pick a checkpoint, or type the name of one.")
+    if spec in checkpoints:
+        return checkpoints[spec]
+    if spec in checkpoints.values() or spec.startswith(OFFICIAL_PREFIX) or allow_any:
+        return spec
+    names = ", ".join(checkpoints) or "none"
+    raise DemoError(
+        f"This demo loads only its listed checkpoints ({names}) and the authors' published "
+        f"ones ({OFFICIAL_PREFIX}NAME). To load your own, run the demo on your machine: "
+        "`python app.py --allow-any-checkpoint`, or `--checkpoint DIR`."
+    )

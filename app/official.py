@@ -57,4 +57,4 @@ def prepare_checkpoint(spec: str | None, pool: PredictorPool, progress: Progress
             f"**{name} cannot be loaded here.** The other checkpoints still work.\n\n"
             f"```\n{err}\n```"
         )
-    return f"**{name}** is loaded (converted once, kept in `{folder}`)."
+    return f"**{name}** is loaded (converted once, kept in the cache as `{folder.name}`)."

@@ -1,16 +1,25 @@
-"""Loaded models, shared by every session.
+"""What the demo keeps between requests: loaded models, sessions' results, its cache folder.
 
-The pool is the demo's only process-wide object: it holds predictors by checkpoint (a directory
-or a Hugging Face repo id) and is only read while a model runs. Everything a request produces
-lives in that session's `gr.State` or in its own temporary folder, so users never see each
-other's results.
+`PredictorPool` holds predictors by checkpoint and is only read while a model runs.
+`ResultStore` keeps what a session needs to redraw (its display-size predictions) under a
+random key, bounded in bytes and in age: a session's `gr.State` holds only the key, so users
+never see each other's results and memory stays within the budget however many visit.
+`CacheDir` is the folder the app owns for gradio's uploads and outputs, emptied at start-up
+and at shutdown.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+import shutil
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 
 from app.validation import DemoError
 
@@ -54,3 +63,124 @@ class PredictorPool:
 
     def __contains__(self, spec: str) -> bool:
         return spec in self._pinned or spec in self._loaded
+
+
+def footprint(value) -> int:
+    """Bytes held by the numpy arrays inside `value` (dataclasses, dicts, lists, tuples)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(footprint(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sum(footprint(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(footprint(v) for v in value)
+    return 0
+
+
+class ResultStore:
+    """Sessions' results by random key, least recently used dropped first.
+
+    Bounded by `max_bytes` (their arrays' total, see `footprint`) and by `ttl` seconds since a
+    result was last used; `clock` is injectable for tests. A result bigger than the whole budget
+    is refused with a message."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 1 << 30,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_bytes, self.ttl, self._clock = int(max_bytes), float(ttl), clock
+        self._items: OrderedDict[str, tuple[object, int, float]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _drop(self, key: str) -> None:
+        _, size, _ = self._items.pop(key)
+        self._bytes -= size
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, (_, _, used) in self._items.items() if now - used > self.ttl]:
+            self._drop(key)
+
+    def put(self, value, key: str | None = None) -> str:
+        """Store `value` (replacing `key`'s old value when given) -> its key."""
+        size = footprint(value)
+        if size > self.max_bytes:
+            raise DemoError(
+                f"This result needs {size / 2**20:.0f} MB to keep for redrawing, more than this "
+                f"demo keeps per session ({self.max_bytes / 2**20:.0f} MB); try a shorter clip."
+            )
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            if key in self._items:
+                self._drop(key)
+            key = key or secrets.token_urlsafe(16)
+            while self._items and self._bytes + size > self.max_bytes:
+                self._drop(next(iter(self._items)))
+            self._items[key] = (value, size, now)
+            self._bytes += size
+            return key
+
+    def get(self, key: str | None):
+        """The value stored under `key`, or None when there is none (never run, or dropped)."""
+        if not key:
+            return None
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            if key not in self._items:
+                return None
+            value, size, _ = self._items.pop(key)
+            self._items[key] = (value, size, now)  # most recently used
+            return value
+
+
+class CacheDir:
+    """The app's own folder for uploads and outputs (gradio's GRADIO_TEMP_DIR).
+
+    `reset()` empties it (at start-up: what a killed run left) and marks it as the app's;
+    `clear()` removes what is in it (at shutdown). A folder that holds files but not the mark is
+    never emptied: `--cache-dir ~` must not wipe a home folder."""
+
+    MARK = ".selm-demo-cache"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).absolute()
+
+    def reset(self) -> Path:
+        if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / self.MARK).exists():
+            raise ValueError(
+                f"the cache folder {self.path.name!r} holds files this app did not make; give "
+                "--cache-dir an empty or new folder"
+            )
+        self.clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / self.MARK).touch()
+        return self.path
+
+    def clear(self) -> None:
+        """Remove everything in the folder but its mark."""
+        if (self.path / self.MARK).exists():
+            for child in self.path.iterdir():
+                if child.name == self.MARK:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+    def files(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return [p for p in self.path.rglob("*") if p.is_file() and p.name != self.MARK]

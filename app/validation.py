@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,17 @@ import av
 
 from selm.media import over_limit
 
-MIN_SECONDS = 1.0  # one frame a second, taken at i + 14/16 s: a clip needs one whole second
+COMMON_FORMATS = {
+    "video": ("mp4, webm, mov or mkv", (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")),
+    "audio file": ("wav, mp3, flac or ogg", (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus")),
+}
+# an absolute path in a message: shown as its file name (messages reach visitors)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~])(?:/[^\s'\"/:,;()\[\]]+)+/([^\s'\"/:,;()\[\]]*)")
+
+
+def scrub_paths(text: str) -> str:
+    """`text` with every absolute path replaced by its last part (a file name)."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), str(text))
 
 
 class DemoError(ValueError):
@@ -25,10 +36,12 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What the demo accepts: clip length in seconds and frame size in pixels (W x H)."""
+    """What the demo accepts: clip length in seconds, frame size in pixels (W x H), and the
+    size of one uploaded file in MB (gradio refuses larger uploads before they are stored)."""
 
     max_seconds: float = 60.0
     max_pixels: int = 1920 * 1080
+    max_upload_mb: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -57,10 +70,19 @@ def _open(path: str | os.PathLike, what: str):
     try:
         return av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError, OSError) as err:
+        formats, suffixes = COMMON_FORMATS[what]
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        if path.suffix.lower() in suffixes:
+            advice = (
+                f"it is named like a {what} but its contents cannot be read: the file is "
+                "damaged or truncated (e.g. an interrupted upload or copy). Export or download "
+                "it again."
+            )
+        else:
+            advice = f"upload a common format: {formats}."
         raise DemoError(
-            f"{path.name!r} is not a {what} the demo can read ({type(err).__name__}: {err}). "
-            "Upload a common format: mp4, webm, mov or mkv for videos; wav, mp3, flac or ogg "
-            "for audio."
+            f"{path.name!r} is not a {what} the demo can read (FFmpeg: {scrub_paths(reason)}); "
+            f"{advice}"
         ) from err
 
 
@@ -105,16 +127,17 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"frames up to {limits.max_pixels / 1e6:.1f} MP (e.g. 1920x1080). Downscale it first, "
             "e.g. `ffmpeg -i in.mp4 -vf scale=-2:720 out.mp4`."
         )
-    if not math.isfinite(duration) or duration < MIN_SECONDS:
+    if not math.isfinite(duration) or duration <= 0:
         raise DemoError(
-            f"{_name(path)!r} lasts {duration:.2f} s (zero-length or a single frame); the model "
-            f"looks at one frame per second, so a clip needs at least {MIN_SECONDS:.0f} s."
+            f"{_name(path)!r} has a duration of zero (no frame to look at); upload a video "
+            "with at least one frame."
         )
     if over_limit(duration, limits.max_seconds):  # the slack selm.media reads with
         raise DemoError(
             f"{_name(path)!r} lasts {duration:.1f} s; this demo runs clips up to "
-            f"{limits.max_seconds:.0f} s. Trim it (e.g. `ffmpeg -i in.mp4 -t "
-            f"{limits.max_seconds:.0f} out.mp4`) or start the app with a larger --max-seconds."
+            f"{limits.max_seconds:g} s. Trim it first (e.g. `ffmpeg -i in.mp4 -t "
+            f"{limits.max_seconds:g} out.mp4`), or run the command line, "
+            "`python -m selm.predict`, which takes any length."
         )
     return VideoInfo(
         path=Path(path),
@@ -142,9 +165,10 @@ def check_audio_file(path: str | os.PathLike | None) -> Path:
         try:
             decoded = next(container.decode(container.streams.audio[0]), None)
         except av.FFmpegError as err:
+            reason = scrub_paths(getattr(err, "strerror", None) or type(err).__name__)
             raise DemoError(
-                f"The audio in {_name(path)!r} cannot be decoded ({err}); the file may be "
-                "truncated or use an unusual codec. Convert it to wav and upload it again."
+                f"The audio in {_name(path)!r} cannot be decoded (FFmpeg: {reason}); the file "
+                "may be truncated or use an unusual codec. Convert it to wav and upload it again."
             ) from err
     if decoded is None:
         raise DemoError(f"{_name(path)!r} holds no audio samples; upload a file with sound.")

@@ -79,11 +79,15 @@ def colorize(
     cmap: str = "inferno",
     vmin: float | None = None,
     vmax: float | None = None,
+    *,
+    smooth: bool = False,
 ) -> np.ndarray:
     """A 2-D map (h, w) -> (H, W, 3) uint8 through a matplotlib colormap.
 
-    Values are scaled from [vmin, vmax] (default: the map's range) to [0, 1] and resized
-    bilinearly to size = (W, H). A constant map gets the colormap's lowest colour.
+    Values are scaled from [vmin, vmax] (default: the map's own range) to [0, 1]; pass one
+    shared (vmin, vmax) to compare maps by colour. Resized to size = (W, H) as cells (nearest:
+    each of the h x w grid's values is one flat block), or bilinearly with smooth=True. A
+    constant map gets the colormap's lowest colour.
     """
     values = np.asarray(map2d, dtype=np.float64)
     if values.ndim != 2:
@@ -94,18 +98,64 @@ def colorize(
     span = high - low
     scaled = (values - low) / span if span > 0 else np.zeros_like(values)
     scaled = np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0).astype(np.float32)
-    scaled = _resize(scaled, size)
+    scaled = _resize(scaled, size, nearest=not smooth)
     return matplotlib.colormaps[cmap](scaled, bytes=True)[..., :3].copy()
 
 
 def hit_map_image(hit: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """CLEVER token assignment (K, h, w) -> (H, W, 3) uint8, one colour per token (argmax)."""
+    """CLEVER token assignment (K, h, w) -> (H, W, 3) uint8, one colour per token (argmax),
+    drawn as cells; token k has colour `TOKEN_COLORS[k % 10]` (see `token_legend`)."""
     hit = np.asarray(hit)
     if hit.ndim != 3:
         raise ValueError(f"hit map must be (K, h, w), got shape {hit.shape}")
     colors = np.array([TOKEN_COLORS[k % len(TOKEN_COLORS)] for k in range(hit.shape[0])])
     image = colors[hit.argmax(0)].astype(np.uint8)  # (h, w, 3)
     return _resize(image, size, nearest=True)
+
+
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.42) -> None:
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.2e}"
+
+
+def colorbar(
+    vmin: float,
+    vmax: float,
+    label: str,
+    *,
+    cmap: str = "inferno",
+    width: int = 320,
+) -> np.ndarray:
+    """A horizontal colour bar from vmin (left) to vmax (right), its ends and middle labelled,
+    and `label` (what the colour means, with its units) above -> (H, width, 3) uint8."""
+    bar_h, top, height = 14, 20, 52
+    image = np.full((height, width, 3), 255, np.uint8)
+    margin = 8
+    ramp = np.linspace(0.0, 1.0, width - 2 * margin)[None].repeat(bar_h, 0)
+    image[top : top + bar_h, margin : width - margin] = matplotlib.colormaps[cmap](
+        ramp, bytes=True
+    )[..., :3]
+    _text(image, label, (margin, 14))
+    ticks = ((margin, vmin), ((width - 40) // 2, (vmin + vmax) / 2), (width - margin - 44, vmax))
+    for x, value in ticks:
+        _text(image, _number(value), (max(x, 0), top + bar_h + 14), 0.38)
+    return image
+
+
+def token_legend(num_tokens: int, *, width: int = 320) -> np.ndarray:
+    """Swatches of CLEVER's token colours (as `hit_map_image` draws them) -> uint8 RGB."""
+    per_row = max(1, (width - 8) // 76)
+    rows = math.ceil(num_tokens / per_row)
+    image = np.full((20 + 20 * rows, width, 3), 255, np.uint8)
+    _text(image, "CLEVER: the token each pixel is assigned to", (8, 14))
+    for k in range(num_tokens):
+        x, y = 8 + 76 * (k % per_row), 22 + 20 * (k // per_row)
+        image[y : y + 14, x : x + 14] = TOKEN_COLORS[k % len(TOKEN_COLORS)].astype(np.uint8)
+        _text(image, f"token {k}", (x + 18, y + 12), 0.38)
+    return image
 
 
 def panel(images: Sequence[np.ndarray], labels: Sequence[str], gap: int = 4) -> np.ndarray:

@@ -181,6 +181,7 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
     example -> (url, examples dir). Stopped (by its own pid) when the session ends."""
     examples = tmp_path_factory.mktemp("examples")
     write_clip(examples / "boxes.mp4", seconds=5.0)
+    write_clip(examples / "tones.mp4", seconds=5.0, grey=False)
     port = free_port()
     env = {
         **os.environ,
@@ -190,7 +191,9 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
     }
     env.pop("SPACE_ID", None)
     log = open(tmp_path_factory.mktemp("logs") / "app.log", "w+")  # noqa: SIM115
+    cache = tmp_path_factory.mktemp("app-cache") / "cache"
     cmd = [sys.executable, "app.py", "--port", str(port), "--examples-dir", str(examples)]
+    cmd += ["--cache-dir", str(cache), "--max-upload-mb", "2"]
     for path in tiny_checkpoints:
         cmd += ["--checkpoint", str(path)]
     started = time.perf_counter()
@@ -209,7 +212,11 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
                     pytest.fail("app.py did not answer within 180 s")
                 time.sleep(0.5)
         yield SimpleNamespace(
-            url=url, examples=examples, startup=time.perf_counter() - started, log=log
+            url=url,
+            examples=examples,
+            startup=time.perf_counter() - started,
+            log=log,
+            cache=cache,
         )
     finally:
         proc.terminate()

@@ -108,11 +108,64 @@ def test_show_run_writes_video_audio_maps_and_plot(fake_predictor, media_dir, tm
     np.testing.assert_allclose(wave, pred.waveform, atol=1 / 32767)
     captions = [c for _, c in view.maps]
     assert len(view.maps) == 8 and captions[0].startswith("frame, second 1")
+    assert view.legend.shape[1] == 360
     assert sum("CLEVER layer" in c for c in captions) == 3
     assert any("DAM" in c for c in captions) and sum("BCSM" in c for c in captions) == 2
     expected = kit.reference_masks(0.5).mean()
     np.testing.assert_allclose(view.plot.data[0].y, expected, atol=0.02)
-    assert view.num_frames == 3 and "original" in view.summary
+    assert view.num_frames == 3 and "heard with **its own audio**" in view.summary
+    muted = handlers.show_run(
+        run(fake_predictor, media_dir / "tone.mp4", AudioRequest("mute")),
+        threshold=0.5,
+        frame=0,
+        level=0,
+        workdir=tmp_path,
+    )
+    assert "**silence (muted)**" in muted.summary and "mute audio" not in muted.summary
+
+
+def test_show_run_reports_every_stage(fake_predictor, media_dir, tmp_path):
+    seen = []
+    pred = run(fake_predictor, media_dir / "tone.mp4")
+    handlers.show_run(
+        pred,
+        threshold=0.5,
+        frame=0,
+        level=0,
+        workdir=tmp_path,
+        progress=lambda f, m: seen.append((f, m)),
+    )
+    assert [m for _, m in seen] == [
+        "writing the overlay video",
+        "writing the audio the model heard",
+        "drawing the maps",
+        "done",
+    ]
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+
+
+def test_compared_rows_line_up_when_one_model_lacks_a_map(media_dir, tmp_path, kit):
+    from selm.build import build_selm
+
+    full = run(Predictor(kit.FakeSelM()), media_dir / "tone.mp4")
+    bare = run(
+        Predictor(build_selm("selm_tiny", input_size=64, bcsm=False)), media_dir / "tone.mp4"
+    )
+    scales = handlers.map_scales([full, bare])
+    tiles, columns = handlers.condition_rows({"A": full, "B": bare}, 0, 0, 0.5, scales)
+    assert columns == 7 and len(tiles) == 14
+    assert tiles[12][1] == "B: no BCSM before in this model" and (tiles[12][0] == 255).all()
+    assert tiles[5][1].startswith("A: BCSM before")
+
+
+def test_a_model_without_bcsm_shows_no_bcsm_maps(media_dir, tmp_path):
+    from selm.build import build_selm
+
+    model = build_selm("selm_tiny", input_size=64, bcsm=False)
+    pred = run(Predictor(model), media_dir / "tone.mp4")
+    view = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
+    captions = [c for _, c in view.maps]
+    assert not any("BCSM" in c for c in captions) and any("DAM" in c for c in captions)
 
 
 def test_redraw_uses_the_stored_prediction_not_the_model(fake_predictor, media_dir, tmp_path, kit):
@@ -125,24 +178,89 @@ def test_redraw_uses_the_stored_prediction_not_the_model(fake_predictor, media_d
     np.testing.assert_allclose(high.plot.data[0].y, kit.reference_masks(0.95).mean(), atol=0.02)
 
 
+NEGATIVES = [
+    ("silent", AudioRequest("mute")),
+    ("white noise", AudioRequest("noise")),
+]
+
+
 @pytest.mark.parametrize("listens", [True, False])
-def test_illusion_probe(media_dir, tmp_path, listens, kit):
+def test_illusion_probe_every_negative(media_dir, tmp_path, listens, kit):
+    """Silent, noise, another clip's audio and an uploaded sound, next to the original. The
+    fake model segments the bright boxes whenever something sounds: noise and a sounding
+    clip's audio make it segment (the illusion silence alone hides), a silent one does not."""
+    voice = tmp_path / "voice.wav"
+    tone = np.sin(2 * np.pi * 300 * np.arange(16000 * 3) / 16000).astype(np.float32) * 0.2
+    soundfile.write(voice, tone, 16000)
+    negatives = [
+        *NEGATIVES,
+        ("another clip's audio", AudioRequest("example", example=str(media_dir / "silent.mp4"))),
+        ("an uploaded sound", AudioRequest("upload", upload=str(voice))),
+    ]
     predictor = Predictor(kit.FakeSelM(listens=listens))
-    with_audio, muted = handlers.probe_illusion(
-        predictor, media_dir / "tone.mp4", limits=LIMITS, max_side=480
+    preds = handlers.probe_illusion(
+        predictor, media_dir / "tone.mp4", negatives, limits=LIMITS, max_side=480
     )
-    assert with_audio.audio_label == "original" and muted.audio_label == "mute"
-    view = handlers.show_illusion(with_audio, muted, threshold=0.5, workdir=tmp_path)
-    expected = 0.0 if listens else kit.reference_masks(0.5).mean()
-    np.testing.assert_allclose(view.scores, expected, atol=0.02)
-    assert f"Illusion score {view.scores.mean():.3f}" in view.summary
-    assert view.video_audio.is_file() and view.video_muted.is_file()
+    assert list(preds) == [
+        "original",
+        "silent",
+        "white noise",
+        "another clip's audio",
+        "an uploaded sound",
+    ]
+    assert [p.audio_label for p in preds.values()] == [
+        "original",
+        "mute",
+        "noise",
+        "silent.mp4",
+        "voice.wav",
+    ]
+    seen = []
+    view = handlers.show_illusion(
+        preds,
+        threshold=0.5,
+        workdir=tmp_path,
+        second=1,
+        level=2,
+        progress=lambda f, m: seen.append((f, m)),
+    )
+    box = kit.reference_masks(0.5).mean()
+    expected = {
+        "silent": 0.0 if listens else box,
+        "white noise": box,  # noise sounds: the illusion the silent probe cannot show
+        "another clip's audio": 0.0 if listens else box,  # that clip's track is silent
+        "an uploaded sound": box,
+    }
+    for label, score in view.scores.items():
+        np.testing.assert_allclose(score, expected[label], atol=0.02, err_msg=label)
+        assert f"**{label}**" in view.summary and f"**{score.mean():.3f}**" in view.summary
+    headers, rows = view.table
+    assert headers[0] == "second" and len(headers) == 6 and len(rows) == 3
+    assert [r[0] for r in rows] == [0, 1, 2]
+    for row in rows:  # % of the frame per condition, as the plot shows it
+        np.testing.assert_allclose(row[1], 100 * box, atol=2)
+        np.testing.assert_allclose(row[2:], [100 * v for v in expected.values()], atol=2)
+    assert [t.name for t in view.plot.data] == list(preds)
+    assert view.columns == 7 and len(view.maps) == 5 * 7  # one row of maps per condition
+    assert [c.split(":")[0] for _, c in view.maps[::7]] == list(preds)
+    assert view.maps[7][1] == "silent: mask (p > 0.50)" and "BCSM after" in view.maps[13][1]
+    assert all(image.shape == (kit.height, kit.width, 3) for image, _ in view.maps)
+    assert len(view.videos) == 5 and all(p.is_file() for p in view.videos.values())
+    assert len({p.name for p in view.videos.values()}) == 5
+    assert view.legend.ndim == 3 and view.num_frames == 3
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert sum(m.startswith("writing the overlay video") for _, m in seen) == 5
 
 
-def test_illusion_probe_needs_an_audio_track(fake_predictor, media_dir):
+def test_illusion_probe_needs_an_audio_track_and_a_negative(fake_predictor, media_dir):
     with pytest.raises(DemoError, match="no audio track"):
         handlers.probe_illusion(
-            fake_predictor, media_dir / "no_audio.mp4", limits=LIMITS, max_side=480
+            fake_predictor, media_dir / "no_audio.mp4", NEGATIVES, limits=LIMITS, max_side=480
+        )
+    with pytest.raises(DemoError, match="at least one negative"):
+        handlers.probe_illusion(
+            fake_predictor, media_dir / "tone.mp4", [], limits=LIMITS, max_side=480
         )
 
 
@@ -160,7 +278,16 @@ def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     np.testing.assert_allclose(area_a, 0.0)
     np.testing.assert_allclose(area_b, kit.reference_masks(0.5).mean(), atol=0.02)
     np.testing.assert_allclose(agreement, 0.0)  # one mask empty, the other not: IoU 0
-    assert view.video_a.is_file() and view.video_b.is_file() and "mute" in view.summary
+    assert view.plot.data[2].yaxis == "y2"  # IoU on its own axis
+    assert view.video_a.is_file() and view.video_b.is_file() and view.video_a != view.video_b
+    assert "silence (muted)" in view.summary and view.names == ("listens", "deaf")
+    assert [c.split(":")[0] for _, c in view.maps[:: view.columns]] == ["listens", "deaf"]
+    # one scale for both: the BCSM bar spans both checkpoints' norms
+    scales = handlers.map_scales([a, b])
+    both = np.concatenate(
+        [p.bcsm[0][k].ravel() for p in (a, b) for k in ("norm_before", "norm_after")]
+    )
+    assert scales[("bcsm", 0)] == pytest.approx((both.min(), both.max()))
 
 
 def test_mask_iou_by_hand():
@@ -218,10 +345,16 @@ def test_video_without_audio_track(fake_predictor, media_dir):
     assert run(fake_predictor, media_dir / "no_audio.mp4", AudioRequest("noise")).masks().any()
 
 
-def test_one_frame_video(fake_predictor, tmp_path, kit):
-    path = kit.write_clip(tmp_path / "one_frame.mp4", seconds=1 / 8)
-    with pytest.raises(DemoError, match="single frame.*at least 1 s"):
-        run(fake_predictor, path)
+def test_short_clips_run_as_the_cli_runs_them(fake_predictor, tmp_path, kit):
+    """A 0.5-s clip and a one-frame clip: selm.media reads them (one second, its last frame),
+    so the demo runs them too."""
+    from selm.media import read_video
+
+    for seconds in (0.5, 1 / 8):
+        path = kit.write_clip(tmp_path / f"short_{seconds}.mp4", seconds=seconds)
+        pred = run(fake_predictor, path)
+        assert len(pred.frames) == len(read_video(path).frames) == 1
+        assert pred.masks(0.5).any()
 
 
 def test_huge_resolution(fake_predictor, tmp_path, kit):
@@ -231,9 +364,26 @@ def test_huge_resolution(fake_predictor, tmp_path, kit):
 
 
 def test_clip_longer_than_the_limit(fake_predictor, media_dir):
-    with pytest.raises(DemoError, match=r"lasts 7\.0 s.*up to 5 s.*--max-seconds"):
+    with pytest.raises(DemoError, match=r"lasts 7\.0 s.*this demo runs clips up to 5 s") as err:
         run(fake_predictor, media_dir / "seven_seconds.mp4", limits=Limits(max_seconds=5))
+    assert "--max-seconds" not in str(err.value)  # a Space visitor cannot restart the app
+    assert "selm.predict" in str(err.value)
     assert fake_predictor.model.calls == 0
+
+
+def test_a_damaged_mp4_says_so_without_errno_or_server_path(fake_predictor, media_dir, tmp_path):
+    broken = tmp_path / "holiday.mp4"
+    broken.write_bytes((media_dir / "tone.mp4").read_bytes()[:600])  # header cut off
+    with pytest.raises(DemoError) as err:
+        run(fake_predictor, broken)
+    message = str(err.value)
+    assert "holiday.mp4" in message and "damaged or truncated" in message
+    assert "Errno" not in message and str(tmp_path) not in message
+    assert "upload a common format" not in message  # it is one
+    odd = tmp_path / "holiday.xyz"
+    odd.write_bytes(b"nothing media-like\n" * 50)
+    with pytest.raises(DemoError, match="upload a common format: mp4"):
+        run(fake_predictor, odd)
 
 
 @pytest.mark.parametrize("content", [b"RIFF\x00\x00garbage" * 10, b""])
@@ -256,3 +406,16 @@ def test_choose_checkpoint():
     assert handlers.choose_checkpoint("assets/a", " user/repo ") == "user/repo"
     with pytest.raises(DemoError, match="Pick a checkpoint"):
         handlers.choose_checkpoint(None, "")
+
+
+def test_public_mode_loads_only_listed_and_official_checkpoints():
+    listed = {"selm-synth": "/srv/app/assets/checkpoints/selm-synth"}
+    choose = handlers.choose_checkpoint
+    assert choose("selm-synth", "", listed, allow_any=False) == listed["selm-synth"]
+    assert choose(None, "selm-synth", listed, allow_any=False) == listed["selm-synth"]
+    assert choose(None, "official:s4_r50", listed, allow_any=False) == "official:s4_r50"
+    for typed in ("../../etc", "/srv/app/assets", "someone/any-repo", "assets/checkpoints"):
+        with pytest.raises(DemoError, match="only its listed checkpoints") as err:
+            choose("selm-synth", typed, listed, allow_any=False)
+        assert "--allow-any-checkpoint" in str(err.value) and "/srv" not in str(err.value)
+    assert choose(None, "../mine", listed, allow_any=True) == "../mine"  # a local researcher

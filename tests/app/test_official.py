@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from app.official import official_checkpoints, prepare_checkpoint, with_official
-from app.state import PredictorPool
+from app.state import PredictorPool, ResultStore
 from app.ui import DemoSettings, build_demo
 from selm.checkpoint import resolve_checkpoint
 from selm.official_release import REGISTRY
@@ -29,7 +29,10 @@ def isolated_tmp(tmp_path, monkeypatch):
 def make_demo(kit, loader=Predictor.from_pretrained):
     pool = PredictorPool(loader, pinned={"fake": Predictor(kit.FakeSelM())})
     checkpoints = with_official({"fake": "fake"})
-    return build_demo(DemoSettings(checkpoints=checkpoints), pool), pool
+    store = ResultStore()
+    demo = build_demo(DemoSettings(checkpoints=checkpoints, store=store), pool)
+    demo.store = store  # where the sessions' results are kept
+    return demo, pool
 
 
 def event(demo, api_name):
@@ -37,7 +40,9 @@ def event(demo, api_name):
 
 
 def run(demo, video, picked):
-    return event(demo, "run")(str(video), "original", None, None, picked, "", 0.5, 0)
+    """Run the clip; the outputs with the stored Prediction in place of its session key."""
+    *outs, key = event(demo, "run")(str(video), "original", None, None, picked, "", 0.5, 0, None)
+    return (*outs, demo.store.get(key))
 
 
 def test_the_six_are_listed_after_ours():
@@ -72,7 +77,7 @@ def test_picking_an_official_model_downloads_converts_and_loads_once(
     assert event(demo, "load_checkpoint")(spec) == "**authors' SelM-R50, S4** is loaded."
     assert len(fake_drive.calls) == 2 and len(loaded) == 1  # picked again: nothing fetched
     *_, summary, pred = run(demo, media_dir / "tone.mp4", spec)
-    assert pred.frames.shape[0] == 3 and "original" in summary
+    assert pred.frames.shape[0] == 3 and "its own audio" in summary
 
 
 @pytest.mark.slow
@@ -81,7 +86,7 @@ def test_picking_an_official_model_and_running_it(fake_drive, isolated_tmp, medi
     status = event(demo, "load_checkpoint")("official:s4_r50")
     assert "**authors' SelM-R50, S4** is loaded" in status
     *_, summary, pred = run(demo, media_dir / "tone.mp4", "official:s4_r50")
-    assert pred.probs.shape[:2] == (3, 1) and "original" in summary
+    assert pred.probs.shape[:2] == (3, 1) and "its own audio" in summary
     assert pred.hit_maps[0].shape[:2] == (3, 2)  # K = 2 CLEVER tokens
 
 

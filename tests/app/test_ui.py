@@ -12,13 +12,21 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app.state import PredictorPool
+from app.examples import Example
+from app.state import PredictorPool, ResultStore
 from app.ui import DemoSettings, build_demo, user_errors
 from app.validation import DemoError, Limits
 from selm.predictor import Predictor
 
 RUN_ARGS = dict(
-    kind="original", upload=None, example=None, picked="fake", typed="", threshold=0.5, level=0
+    kind="original",
+    upload=None,
+    example=None,
+    picked="fake",
+    typed="",
+    threshold=0.5,
+    level=0,
+    key=None,
 )
 
 
@@ -37,9 +45,12 @@ def make_demo(kit, predictors=None, loader=None, **settings):
         loader or Predictor.from_pretrained,
         pinned=predictors or {"fake": Predictor(kit.FakeSelM())},
     )
-    return build_demo(
+    settings.setdefault("store", ResultStore())
+    demo = build_demo(
         DemoSettings(checkpoints={"fake": "fake", "other": "other"}, **settings), pool
     )
+    demo.store = settings["store"]  # for the tests: where the sessions' results are kept
+    return demo
 
 
 def event(demo, api_name):
@@ -57,6 +68,7 @@ def run_event(demo, video, **overrides):
         args["typed"],
         args["threshold"],
         args["level"],
+        args["key"],
     )
 
 
@@ -81,13 +93,17 @@ def test_building_loads_no_model_and_opens_no_connection(monkeypatch, kit):
 
 def test_run_event_outputs_and_cleans_its_folder(isolated_tmp, media_dir, kit):
     demo = make_demo(kit)
-    video, audio, maps, slider, plot, summary, state = run_event(demo, media_dir / "tone.mp4")
+    video, audio, maps, legend, slider, plot, summary, key = run_event(demo, media_dir / "tone.mp4")
     cache = isolated_tmp / "cache"
     assert Path(video).is_file() and Path(video).is_relative_to(cache)
     assert Path(audio).is_file() and Path(audio).is_relative_to(cache)
-    assert len(maps) == 8 and slider.maximum == 2 and "original" in summary
+    assert len(maps) == 8 and slider.maximum == 2 and "its own audio" in summary
+    assert all(image.shape[0] > kit.height for image in maps)  # captions drawn above
+    assert legend.ndim == 3
     assert list((isolated_tmp / "work").iterdir()) == []  # the request folder is gone
-    assert state.frames.shape[0] == 3
+    assert isinstance(key, str) and demo.store.get(key).frames.shape[0] == 3
+    again = run_event(demo, media_dir / "tone.mp4", key=key)[-1]
+    assert again == key and len(demo.store) == 1  # a session's new run replaces its old one
 
 
 @pytest.mark.parametrize(
@@ -104,53 +120,98 @@ def test_bad_input_is_a_message_and_leaves_nothing(isolated_tmp, media_dir, bad,
     else:
         video = media_dir / bad
     demo = make_demo(kit)
-    with pytest.raises(gr.Error, match=match):
+    with pytest.raises(gr.Error, match=match) as err:
         run_event(demo, video)
+    assert str(isolated_tmp) not in err.value.message and str(media_dir) not in err.value.message
     assert list((isolated_tmp / "work").iterdir()) == []
 
 
 def test_a_directory_that_is_not_a_checkpoint(isolated_tmp, media_dir, kit):
     empty = isolated_tmp / "not_a_checkpoint"
     empty.mkdir()
-    demo = make_demo(kit)
-    with pytest.raises(gr.Error, match="not a SelM checkpoint directory.*config.json"):
+    demo = make_demo(kit, allow_any_checkpoint=True)
+    with pytest.raises(gr.Error, match="not a SelM checkpoint directory.*config.json") as err:
         run_event(demo, media_dir / "tone.mp4", typed=str(empty))
+    assert str(isolated_tmp) not in err.value.message  # the name only, never the server path
     assert list((isolated_tmp / "work").iterdir()) == []
 
 
-def test_threshold_redraws_without_the_model(isolated_tmp, media_dir, kit):
+def test_public_mode_refuses_typed_paths_without_touching_them(isolated_tmp, media_dir, kit):
+    def loader(spec):
+        raise AssertionError(f"public mode tried to load {spec}")
+
+    demo = make_demo(kit, loader=loader)
+    for typed in ("../", str(isolated_tmp), "someone/repo"):
+        with pytest.raises(gr.Error, match="only its listed checkpoints") as err:
+            run_event(demo, media_dir / "tone.mp4", typed=typed)
+        assert str(isolated_tmp) not in err.value.message
+    assert run_event(demo, media_dir / "tone.mp4", typed="fake")[-1]  # a listed one loads
+
+
+def test_threshold_redraws_without_the_model_and_keeps_the_second(isolated_tmp, media_dir, kit):
     predictor = Predictor(kit.FakeSelM())
     demo = make_demo(kit, predictors={"fake": predictor})
-    *_, plot, _, state = run_event(demo, media_dir / "tone.mp4")
+    *_, plot, _, key = run_event(demo, media_dir / "tone.mp4")
     calls = predictor.model.calls
     redraw = event(demo, "redraw")
-    _, _, _, _, plot_high, _, _ = redraw(state, 0.95, 0)
+    _, _, maps, _, slider, plot_high, _, _ = redraw(key, 0.95, 2, 0)
     assert predictor.model.calls == calls
+    assert slider.value == 2  # moving the threshold keeps the second shown
     assert plot.data[0].y[0] == pytest.approx(kit.reference_masks(0.5).mean(), abs=0.02)
     assert plot_high.data[0].y[0] == pytest.approx(kit.reference_masks(0.95).mean(), abs=0.02)
-    assert redraw(None, 0.5, 0) == (gr.skip(),) * 7  # nothing run yet: nothing to redraw
-    maps = event(demo, "maps")(state, 0.5, 2, 3)
-    assert maps[0][1].startswith("frame, second 2")
+    assert redraw(None, 0.5, 0, 0) == (gr.skip(),) * 8  # nothing run yet: nothing to redraw
+    maps, legend = event(demo, "maps")(key, 0.5, 2, 3)
+    assert len(maps) == 8 and legend.ndim == 3
     assert list((isolated_tmp / "work").iterdir()) == []
 
 
 def test_illusion_and_compare_events(isolated_tmp, media_dir, kit):
+    examples = [
+        Example("tone.mp4", media_dir / "tone.mp4", "a tone"),
+        Example("silent.mp4", media_dir / "silent.mp4", "silence"),
+    ]
     demo = make_demo(
         kit,
         predictors={
             "fake": Predictor(kit.FakeSelM()),
             "other": Predictor(kit.FakeSelM(listens=False)),
         },
+        examples=examples,
     )
-    _, _, plot, summary, _ = event(demo, "probe_illusion")(
-        str(media_dir / "tone.mp4"), "fake", "", 0.5
+    out = event(demo, "probe_illusion")(
+        str(media_dir / "tone.mp4"),
+        "fake",
+        "",
+        0.5,
+        ["silent", "white noise", "another clip's audio"],
+        "tone.mp4",  # the clip itself: another example's audio is used instead
+        None,
+        0,
+        None,
     )
-    assert "Illusion score 0.000" in summary
-    *_, plot, summary, state = event(demo, "compare")(
-        str(media_dir / "tone.mp4"), "mute", None, None, "fake", "", "other", "", 0.5
+    videos, (maps, legend, slider, table, plot, summary, key) = out[:5], out[5:]
+    assert [v.visible for v in videos] == [True, True, True, True, False]
+    assert [v.label.split(":")[0] for v in videos[:4]] == [
+        "original",
+        "silent",
+        "white noise",
+        "another clip's audio",
+    ]
+    assert videos[3].label == "another clip's audio: silent.mp4"
+    assert len(table.value["data"]) == 3 and len(table.value["headers"]) == 5
+    assert len(maps.value) == 4 * 7 and maps.columns == 7  # a row of 7 maps per condition
+    assert legend.ndim == 3 and slider.maximum == 2
+    assert "**silent**" in summary and "**0.000**" in summary
+    stored = demo.store.get(key)
+    assert stored["another clip's audio"].audio_label == "silent.mp4"
+    compared = event(demo, "compare")(
+        str(media_dir / "tone.mp4"), "mute", None, None, "fake", "", "other", "", 0.5, 0, None
     )
-    assert state[2] == ("fake", "other") and "fake" in summary
+    video_a, video_b, maps, _, _, plot, summary, eval_a, eval_b, key = compared
+    assert (video_a.label, video_b.label) == ("fake", "other") and len(maps.value) == 14
+    assert demo.store.get(key)[2] == ("fake", "other") and "fake" in summary
     assert max(plot.data[1].y) > 0.2 and max(plot.data[0].y) == 0
+    assert "no evaluation recorded" in eval_a and "no evaluation recorded" in eval_b
 
 
 def test_concurrent_sessions_do_not_mix(isolated_tmp, media_dir, kit):
@@ -165,7 +226,8 @@ def test_concurrent_sessions_do_not_mix(isolated_tmp, media_dir, kit):
         thread.start()
     for thread in threads:
         thread.join()
-    heard, muted = results["original"][-1], results["mute"][-1]
+    heard = demo.store.get(results["original"][-1])
+    muted = demo.store.get(results["mute"][-1])
     assert heard.audio_label == "original" and heard.masks().any()
     assert muted.audio_label == "mute" and not muted.masks().any()
     assert results["original"][0] != results["mute"][0]  # different overlay videos
@@ -179,6 +241,10 @@ def test_user_errors_become_messages():
     with pytest.raises(gr.Error, match=r"Something went wrong.*KeyError"):
         with user_errors():
             raise KeyError("oops")
+    with pytest.raises(gr.Error) as caught:
+        with user_errors():
+            raise DemoError("Could not load '/srv/app/runs/x/model.safetensors': truncated")
+    assert caught.value.message == "Could not load 'model.safetensors': truncated"
 
 
 def test_flags_and_space_binding(monkeypatch, app_main):
@@ -215,15 +281,39 @@ def test_event_functions_are_plain_module_functions(isolated_tmp):
     that exists during the call and is gone after it."""
     from app import ui
 
-    assert ui.redraw(None, 3, None, 0.5) == (gr.skip(),) * 3
-    assert ui.on_maps(None, 0.5, 0, 0) == gr.skip()
+    store = ResultStore()
+    assert ui.redraw(store, None, 3, None, 0.5) == (gr.skip(),) * 3
+    assert ui.on_maps(store, ui.run_maps, None, 0.5, 0, 0) == (gr.skip(), gr.skip())
     seen = []
 
-    def outputs(result, threshold, extra, workdir):
-        seen.append((result, threshold, extra, workdir.is_dir()))
+    def outputs(result, threshold, extra, workdir, key):
+        seen.append((result, threshold, extra, workdir.is_dir(), key))
         return workdir
 
-    workdir = ui.redraw(outputs, 2, "stored", 0.25, "level")
-    assert seen == [("stored", 0.25, "level", True)] and not workdir.exists()
+    key = store.put("stored")
+    workdir = ui.redraw(store, outputs, 2, key, 0.25, "level")
+    assert seen == [("stored", 0.25, "level", True, key)] and not workdir.exists()
     assert ui.show_audio_inputs("upload")[0].visible is True
     assert ui.show_audio_inputs("example")[0].visible is False
+
+
+def test_a_synthetic_model_on_a_real_upload_says_so(tmp_path):
+    import json
+
+    from app import ui
+
+    ckpt = tmp_path / "selm-synth"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"config": {"input_size": 96}}))
+    examples = [Example("synth_multi.mp4", tmp_path / "synth_multi.mp4", "shapes")]
+    settings = DemoSettings(checkpoints={"selm-synth": str(ckpt)}, examples=examples)
+    note = ui.model_note(settings, str(ckpt), "/tmp/gradio/abc/my_dog.mp4")
+    assert "trained only on AVS-Synth (synthetic shapes) at 96 px" in note
+    assert "never seen one" in note and "python -m selm.convert" in note
+    assert ui.model_note(settings, str(ckpt), "/tmp/gradio/abc/synth_multi.mp4") == ""
+    official = DemoSettings(
+        checkpoints={"selm-synth": str(ckpt), "official:s4_r50": "official:s4_r50"},
+        examples=examples,
+    )
+    assert "official:s4_r50" in ui.model_note(official, str(ckpt), "my_dog.mp4")
+    assert ui.model_card(ui.infos(settings)["selm-synth"]).endswith("its masks mean nothing.")
