@@ -16,7 +16,14 @@ from tqdm import tqdm
 
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
-from train.synth.writer import COUNTERFACTUALS, ClipTask, ClipWriter, write_task
+from train.synth.writer import (
+    COUNTERFACTUALS,
+    DIFFICULTIES,
+    ClipTask,
+    ClipWriter,
+    build_clip,
+    write_task,
+)
 
 VERSION = "1.0"
 LAYOUTS = ("s4", "ms3", "avss")
@@ -38,9 +45,17 @@ def split_sizes(clips: int, min_test: int = 1) -> dict[str, int]:
     return {"train": clips - val - test, "val": val, "test": test}
 
 
-def plan(layouts: Sequence[str], sizes: dict[str, int]) -> list[ClipTask]:
+def plan(
+    layouts: Sequence[str],
+    sizes: dict[str, int],
+    difficulty: str = "default",
+    seed: int | None = None,
+) -> list[ClipTask]:
     """Every clip to write, in a fixed order; test clips get the partner whose audio their
-    `swapped` version hears (the next test clip of the same length, cyclically)."""
+    `swapped` version hears (the next test clip of the same length, cyclically; `hard`: the
+    next one that sounds a category this clip shows, which needs `seed`)."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     tasks = []
     for layout in layouts:
         for split in SPLITS:
@@ -49,10 +64,20 @@ def plan(layouts: Sequence[str], sizes: dict[str, int]) -> list[ClipTask]:
                 subset = _AVSS_CYCLE[i % len(_AVSS_CYCLE)] if layout == "avss" else ""
                 seconds = 10 if subset == "v2" else 5
                 clips.append(
-                    ClipTask(layout=layout, split=split, index=i, seconds=seconds, subset=subset)
+                    ClipTask(
+                        layout=layout,
+                        split=split,
+                        index=i,
+                        seconds=seconds,
+                        subset=subset,
+                        difficulty=difficulty,
+                    )
                 )
             if split == "test" and len(clips) >= 2:
-                clips = [_with_partner(c, clips) for c in clips]
+                if difficulty == "hard":
+                    clips = _shared_partners(clips, seed)
+                else:
+                    clips = [_with_partner(c, clips) for c in clips]
             tasks += clips
     return tasks
 
@@ -62,6 +87,29 @@ def _with_partner(task: ClipTask, clips: list[ClipTask]) -> ClipTask:
     pool = same if len(same) >= 2 else clips  # a lone length hears a trimmed/padded clip
     partner = pool[(pool.index(task) + 1) % len(pool)]
     return dataclasses.replace(task, partner=partner)
+
+
+def _shared_partners(clips: list[ClipTask], seed: int | None) -> list[ClipTask]:
+    """Hard test clips: each clip's `swapped` partner is the next clip (cyclically, same length
+    preferred) whose audio sounds a category the clip shows, so the swapped GT is not empty;
+    the next clip of the same length when none does."""
+    if seed is None:
+        raise ValueError("planning hard test clips needs the seed (partners share categories)")
+    built = {c.index: build_clip(seed, c) for c in clips}
+    shown = {i: {o.category for o in clip.objects} for i, clip in built.items()}
+    heard = {
+        i: set().union(*(clip.sounding_categories(s) for s in range(clip.seconds)))
+        for i, clip in built.items()
+    }
+    out = []
+    for task in clips:
+        same = [c for c in clips if c.seconds == task.seconds]
+        pool = same if len(same) >= 2 else clips
+        start = pool.index(task)
+        order = [pool[(start + k) % len(pool)] for k in range(1, len(pool))]
+        sharing = [c for c in order if shown[task.index] & heard[c.index]]
+        out.append(dataclasses.replace(task, partner=(sharing or order)[0]))
+    return out
 
 
 def _run(job):
@@ -87,10 +135,12 @@ def generate(
     sizes: dict[str, int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    difficulty: str = "default",
 ) -> Path:
     """Write AVS-Synth under `out` (see SYNTH.md): `clips` clips per layout (or explicit
     per-split `sizes`), frames of `size` x `size`. Same arguments -> byte-identical files,
-    whatever `workers` is. Returns the output root."""
+    whatever `workers` is. `difficulty="hard"`: the clips of train/synth/hard.py. Returns the
+    output root."""
     out = Path(out)
     unknown = [x for x in layouts if x not in LAYOUTS]
     if unknown or not layouts:
@@ -110,7 +160,9 @@ def generate(
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
-    tasks = plan(layouts, sizes)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    tasks = plan(layouts, sizes, difficulty, seed)
     writer = ClipWriter(size, mp4=mp4, fps=fps)
     jobs = [(out, seed, t, writer, counterfactuals) for t in tasks]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -132,11 +184,13 @@ def generate(
                 results.append(result)
                 bar.update()
     bar.close()
-    _write_indexes(out, seed, size, fps, layouts, results, counterfactuals)
+    _write_indexes(out, seed, size, fps, layouts, results, counterfactuals, difficulty)
     return out
 
 
-def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> None:
+def _write_indexes(
+    out, seed, size, fps, layouts, results, counterfactuals, difficulty="default"
+) -> None:
     kinds = [""] + (list(COUNTERFACTUALS) if counterfactuals else [])
     for kind in kinds:
         root = out / "counterfactual" / kind if kind else out
@@ -163,5 +217,7 @@ def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> N
                 for i, c in enumerate(CATEGORIES)
             ],
         )
+        if difficulty != "default":  # the default's header stays as it was
+            header["difficulty"] = difficulty
         text = json.dumps(header | {"clips": clips_meta}, indent=1, sort_keys=True)
         (root / "metadata.json").write_text(text + "\n")
