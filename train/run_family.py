@@ -38,14 +38,11 @@ from train.run_shipped import finished
 FAMILY_DIR = Path(__file__).resolve().parent / "configs" / "family"
 DEFAULT = "default"
 SHIP_PREFIX = "selm-hard"
-# the child processes: torch's intra-op threads set before anything runs
-_TRAIN_BOOT = (
+# the child process of one run: torch's intra-op threads set before anything runs, then
+# training (when argv has training arguments) and the evaluation in the same process
+_CHILD = (
     "import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
-    "from train.__main__ import main; sys.exit(main(sys.argv[2:]))"
-)
-_EVAL_BOOT = (
-    "import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
-    "from train.run_family import eval_one; sys.exit(eval_one(*sys.argv[2:]))"
+    "from train.run_family import child; sys.exit(child(sys.argv[2:]))"
 )
 
 
@@ -73,12 +70,29 @@ def config_difference(config: Path, default: Path) -> dict[str, tuple]:
     return out
 
 
-def eval_one(checkpoint: str, test_root: str, out_json: str, device: str) -> int:
-    """Child process: per-clip numbers of one checkpoint, written atomically to out_json."""
+def child(argv: list[str]) -> int:
+    """One run in its own process: argv = [run_dir, test_root, stats_json, device, *train]:
+    `python -m train` with the `train` arguments (none: already trained), then the per-clip
+    numbers of run_dir/best on test_root, written atomically to stats_json. Timings go to
+    run_dir/timing.json."""
+    from train.__main__ import main as train_main
     from train.compare import _write_text, clip_stats
 
-    stats = clip_stats(checkpoint, test_root, "ms3", device=device)
+    run_dir, test_root, out_json, device, *train = argv
+    timing_path = Path(run_dir) / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    if train:
+        start = time.monotonic()
+        code = train_main(train)
+        timing["train_s"] = round(time.monotonic() - start, 1)
+        _write_text(timing_path, json.dumps(timing) + "\n")
+        if code != 0 or not finished(Path(run_dir)):
+            return code or 3
+    start = time.monotonic()
+    stats = clip_stats(str(Path(run_dir) / "best"), test_root, "ms3", device=device)
     _write_text(Path(out_json), json.dumps(stats) + "\n")
+    timing["eval_s"] = round(time.monotonic() - start, 1)
+    _write_text(timing_path, json.dumps(timing) + "\n")
     return 0
 
 
@@ -131,39 +145,28 @@ def run_job(job: Job, a, data: Path, test_root: Path, extra: list[str]) -> dict:
     """Train (unless finished) and evaluate one run; returns its timing record."""
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    timing_path = job.run_dir / "timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-    log = open(job.run_dir / "driver.log", "a")
-    try:
-        if not finished(job.run_dir):
-            cmd = [sys.executable, "-c", _TRAIN_BOOT, str(a.threads)]
-            if (job.run_dir / "last.pt").exists():
-                cmd += ["--resume", str(job.run_dir)]
-            else:
-                cmd += ["--config", str(job.config), "--out", str(job.run_dir)]
-                cmd += ["--set", f"data_root={data}", "--set", f"seed={job.seed}"]
-                cmd += ["--set", f"device={a.device}"]
-                cmd += [x for o in extra for x in ("--set", o)]
-            log.write("$ " + " ".join(cmd) + "\n")
-            log.flush()
-            start = time.monotonic()
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            timing["train_s"] = round(time.monotonic() - start, 1)
-            if code != 0 or not finished(job.run_dir):
-                return {"job": f"{job.name}/seed{job.seed}", "error": f"training exited {code}"}
-        stats = job.run_dir / f"clips_{test_root.name}.json"
-        if not stats.is_file():
-            cmd = [sys.executable, "-c", _EVAL_BOOT, str(a.threads), str(job.run_dir / "best")]
-            cmd += [str(test_root), str(stats), a.device]
-            start = time.monotonic()
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            timing["eval_s"] = round(time.monotonic() - start, 1)
-            if code != 0:
-                return {"job": f"{job.name}/seed{job.seed}", "error": f"evaluation exited {code}"}
-        timing_path.write_text(json.dumps(timing) + "\n")
-        return {"job": f"{job.name}/seed{job.seed}", **timing}
-    finally:
-        log.close()
+    stats = job.run_dir / f"clips_{test_root.name}.json"
+    name = f"{job.name}/seed{job.seed}"
+    train: list[str] = []
+    if not finished(job.run_dir):
+        if (job.run_dir / "last.pt").exists():
+            train = ["--resume", str(job.run_dir)]
+        else:
+            train = ["--config", str(job.config), "--out", str(job.run_dir)]
+            train += ["--set", f"data_root={data}", "--set", f"seed={job.seed}"]
+            train += ["--set", f"device={a.device}"]
+            train += [x for o in extra for x in ("--set", o)]
+    elif stats.is_file():
+        return {"job": name, **json.loads((job.run_dir / "timing.json").read_text())}
+    cmd = [sys.executable, "-c", _CHILD, str(a.threads), str(job.run_dir), str(test_root)]
+    cmd += [str(stats), a.device, *train]
+    with open(job.run_dir / "driver.log", "a") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0 or not stats.is_file():
+        return {"job": name, "error": f"run exited {code}; see {job.run_dir / 'driver.log'}"}
+    return {"job": name, **json.loads((job.run_dir / "timing.json").read_text())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu | cuda (every run on it)")
     p.add_argument("--data", type=Path, help="hard training root (default OUT/train_hard_seed0)")
     p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--train-clips", type=int, default=480)
-    p.add_argument("--val-clips", type=int, default=24)
+    p.add_argument("--train-clips", type=int, default=192)
+    p.add_argument("--val-clips", type=int, default=8)
     p.add_argument("--test-seed", type=int, default=2027)
-    p.add_argument("--test-clips", type=int, default=48)
+    p.add_argument("--test-clips", type=int, default=24)
     p.add_argument("--ship", type=Path, metavar="DIR", help="copy the shipped models there")
     p.add_argument("--ship-siblings", type=int, default=4)
     p.add_argument("--dry-run", action="store_true", help="tiny data, a few steps, one seed")
@@ -369,8 +372,8 @@ def model_card(name, row, diff, record, timing, cell) -> str:
         f"difference from the default: {switch}.",
         "",
         "- Recipe: `selm_tiny` at D = 32, input 64 x 64, from scratch; AdamW lr 1e-3, weight "
-        "decay 0.05, grad clip 1, batch 8, 1 epoch of 480 hard AVS-Synth training clips "
-        "(60 steps), augmentation on; the best validation checkpoint (24 val clips). Every "
+        "decay 0.05, grad clip 1, batch 8, 1 epoch of 192 hard AVS-Synth training clips "
+        "(24 steps), augmentation on; validated once at the end (8 val clips). Every "
         "family member has exactly this recipe.",
         f"- Command: `python -m train.run_family --out runs/family --jobs {record['jobs']} "
         f"--threads {record['threads']} --device {record['device']}` (this folder: seed 0).",
