@@ -1,7 +1,7 @@
 """Train the SelM model family (issue 10) with one recipe, evaluate it, ship the most telling.
 
     python -m train.run_family --out runs/family [--seeds 0 1 2] [--jobs 2] [--threads 1]
-        [--device cpu|cuda] [--test-seed 2027 --test-clips 48] [--ship assets/checkpoints]
+        [--device cpu|cuda] [--test-seed 2027 --test-clips 24] [--ship assets/checkpoints]
         [--dry-run]
 
 Every config in `train/configs/family/` (default.yaml and one sibling per ablation switch) is
