@@ -157,7 +157,8 @@ def run_job(job: Job, a, data: Path, test_root: Path, extra: list[str]) -> dict:
             train += ["--set", f"device={a.device}"]
             train += [x for o in extra for x in ("--set", o)]
     elif stats.is_file():
-        return {"job": name, **json.loads((job.run_dir / "timing.json").read_text())}
+        timing = json.loads((job.run_dir / "timing.json").read_text())
+        return {"job": name, **timing, "skipped": True}
     cmd = [sys.executable, "-c", _CHILD, str(a.threads), str(job.run_dir), str(test_root)]
     cmd += [str(stats), a.device, *train]
     with open(job.run_dir / "driver.log", "a") as log:
@@ -238,14 +239,51 @@ def main(argv: list[str] | None = None) -> int:
         "test_seed": a.test_seed,
         "seeds": seeds,
         "overrides": extra,
+        "command": "python -m train.run_family " + " ".join(sys.argv[1:] if argv is None else argv),
+        "recipe": recipe(configs[0], extra, data),
     }
-    (out / "family.json").write_text(json.dumps(record, indent=1) + "\n")
+    previous = out / "family.json"
+    if previous.is_file() and all(r.get("skipped") for r in results):
+        # nothing ran now: the family's wall time and machine are those of the run that trained
+        old = json.loads(previous.read_text())
+        for key in ("wall_s", "machine_start", "machine_end", "jobs", "threads", "device"):
+            record[key] = old.get(key, record[key])
+        record["command"] = old.get("command", record["command"])
+    for r in results:
+        r.pop("skipped", None)
+    previous.write_text(json.dumps(record, indent=1) + "\n")
     result = table(out, configs, seeds, test_root)
     print((out / "comparison.md").read_text())
     print(f"{len(jobs) - len(failed)}/{len(jobs)} runs done in {wall / 60:.1f} min")
     if a.ship and result is not None:
         ship(result, out, a.ship, configs, record, a.ship_siblings)
     return 1 if failed else 0
+
+
+def recipe(default: Path, extra: list[str], data: Path) -> dict:
+    """The shared training recipe as it ran: optimiser, budget, input size, width, data."""
+    import math
+
+    from train.data import build_dataset
+
+    cfg = load_config(default, extra)
+    model = cfg.model_config()
+    train = len(build_dataset(cfg.setting, data, cfg.train_split, config=model))
+    val = len(build_dataset(cfg.setting, data, cfg.val_split, config=model))
+    return {
+        "preset": cfg.preset,
+        "dim": model.dim,
+        "input_size": model.input_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "grad_clip": cfg.grad_clip,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "train_clips": train,
+        "val_clips": val,
+        "steps": math.ceil(train / cfg.batch_size) * cfg.epochs,
+        "augment": cfg.augment,
+    }
 
 
 def table(out: Path, configs: list[Path], seeds: list[int], test_root: Path):
@@ -364,19 +402,21 @@ def model_card(name, row, diff, record, timing, cell) -> str:
         if key in s:
             front.append(f"    - {{type: {key}, value: {s[key]['mean']:.4f}}}")
     front.append("---")
-    machine = record["machine_start"]
+    machine, r = record["machine_start"], record["recipe"]
     body = [
         f"# {folder_name(name)}",
         "",
         f"SelM family member `{name}` (config `train/configs/family/{name}.yaml`); its one "
         f"difference from the default: {switch}.",
         "",
-        "- Recipe: `selm_tiny` at D = 32, input 64 x 64, from scratch; AdamW lr 1e-3, weight "
-        "decay 0.05, grad clip 1, batch 8, 1 epoch of 192 hard AVS-Synth training clips "
-        "(24 steps), augmentation on; validated once at the end (8 val clips). Every "
-        "family member has exactly this recipe.",
-        f"- Command: `python -m train.run_family --out runs/family --jobs {record['jobs']} "
-        f"--threads {record['threads']} --device {record['device']}` (this folder: seed 0).",
+        f"- Recipe: `{r['preset']}` at D = {r['dim']}, input {r['input_size']} x "
+        f"{r['input_size']}, from scratch; AdamW lr {r['lr']:g}, weight decay "
+        f"{r['weight_decay']:g}, grad clip {r['grad_clip']:g}, batch {r['batch_size']}, "
+        f"{r['epochs']} epoch(s) of {r['train_clips']} hard AVS-Synth training clips "
+        f"({r['steps']} steps), augmentation {'on' if r['augment'] else 'off'}; the best of "
+        f"the end-of-epoch validations ({r['val_clips']} val clips). Every family member has "
+        "exactly this recipe and budget.",
+        f"- Command: `{record['command']}` (this folder: seed 0).",
         f"- Machine: {machine['processor']}, {machine['cpu_count']} CPU cores, "
         f"{machine.get('cuda_device', 'no GPU')}, torch {machine['torch']}; load average at the "
         f"start {machine.get('load_average')}.",
