@@ -169,10 +169,17 @@ def test_hard_generation_is_deterministic_per_seed_and_differs_across_seeds(tmp_
     kw = dict(size=32, layouts=("ms3",), sizes={"train": 2, "val": 0, "test": 2}, progress=False)
     a = generate(tmp_path / "a", seed=4, workers=1, counterfactuals=True, difficulty="hard", **kw)
     b = generate(tmp_path / "b", seed=4, workers=2, counterfactuals=True, difficulty="hard", **kw)
-    c = generate(tmp_path / "c", seed=5, workers=1, difficulty="hard", **kw)
-    d = generate(tmp_path / "d", seed=4, workers=1, **kw)  # default difficulty, same seed
+    one = {**kw, "sizes": {"train": 1, "val": 0, "test": 0}}
+    c = generate(tmp_path / "c", seed=5, workers=1, difficulty="hard", **one)
+    d = generate(tmp_path / "d", seed=4, workers=1, **one)  # default difficulty, same seed
     assert _files(a) == _files(b)
-    assert _files(a)["metadata.json"] != _files(c)["metadata.json"]
+
+    def clip0(root):
+        return {k: v for k, v in _files(root).items() if "ms3_train_00000" in k}
+
+    assert clip0(a).keys() == clip0(c).keys() == clip0(d).keys()
+    for other in (c, d):  # another seed, or the default difficulty: another clip
+        assert all(clip0(a)[k] != clip0(other)[k] for k in clip0(a) if k.endswith(".wav"))
     meta = json.loads((a / "metadata.json").read_text())
     assert meta["difficulty"] == "hard" and "difficulty" not in json.loads(
         (d / "metadata.json").read_text()
