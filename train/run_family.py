@@ -195,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ship", type=Path, metavar="DIR", help="copy the shipped models there")
     p.add_argument("--ship-siblings", type=int, default=4)
     p.add_argument("--dry-run", action="store_true", help="tiny data, a few steps, one seed")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: table (and --ship) from the runs already evaluated, e.g. while "
+        "or after a family run was stopped; missing runs are left out and named",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
 
@@ -223,13 +229,29 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = time.time(), machine()
     print(f"{len(jobs)} runs, {a.jobs} at a time, device {a.device}", flush=True)
     results = []
-    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        futures = [pool.submit(run_job, j, a, data, test_root, extra) for j in jobs]
-        for f in futures:
-            r = f.result()
-            results.append(r)
-            print(json.dumps(r), flush=True)
+    if a.no_train:
+        for j in jobs:
+            name, timing = f"{j.name}/seed{j.seed}", j.run_dir / "timing.json"
+            done = (j.run_dir / f"clips_{test_root.name}.json").is_file() and timing.is_file()
+            results.append(
+                {"job": name, **json.loads(timing.read_text()), "skipped": True}
+                if done
+                else {"job": name, "error": "not trained/evaluated (--no-train)", "skipped": True}
+            )
+    else:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            futures = [pool.submit(run_job, j, a, data, test_root, extra) for j in jobs]
+            for f in futures:
+                r = f.result()
+                results.append(r)
+                print(json.dumps(r), flush=True)
     wall = time.time() - started
+    if a.no_train:  # from the first run's start to the last evaluation's end, as on disk
+        dirs = [j.run_dir for j in jobs if (j.run_dir / "config.yaml").is_file()]
+        stats = [j.run_dir / f"clips_{test_root.name}.json" for j in jobs]
+        ends = [x.stat().st_mtime for x in stats if x.is_file()]
+        if dirs and ends:
+            wall = max(ends) - min((d / "config.yaml").stat().st_mtime for d in dirs)
     failed = [r for r in results if "error" in r]
     record = {
         "runs": results,
@@ -378,9 +400,36 @@ def ship(result: dict, out: Path, dest: Path, configs: list[Path], record: dict,
         + ", ".join(f"`{folder_name(n)}`" for n in chosen)
         + ". Every config is in the table below, whatever it shows.",
         "",
+        *(
+            [
+                "Runs missing from the table (not finished in time): "
+                + ", ".join(r["job"] for r in record["runs"] if "error" in r)
+                + ".",
+                "",
+            ]
+            if any("error" in r for r in record["runs"])
+            else []
+        ),
         summary.split("\n", 2)[2] if summary.startswith("# ") else summary,
+        empty_baseline(Path(result["test_root"])),
     ]
     _write_text(dest / "README.md", "\n".join(index))
+
+
+def empty_baseline(test_root: Path) -> str:
+    """A line with what a model that never predicts anything scores on the test set: M_J is
+    the fraction of frames whose GT is empty (J = 1 there), every FPR is 0."""
+    from selm.metrics import illusion_score
+
+    meta = json.loads((test_root / "metadata.json").read_text())
+    frames = [not cats for clip in meta["clips"]["ms3"] for cats in clip["gt_categories"]]
+    m_j = sum(frames) / len(frames)
+    score = illusion_score(m_j, {"silent": 0.0, "noise": 0.0, "offscreen": 0.0})
+    return (
+        f"\nFor scale: a model that predicts an empty mask everywhere scores M_J {m_j:.3f} here "
+        f"(the share of test frames whose GT is empty), FPR 0 under every audio and illusion "
+        f"score {score:.3f}. Intervals are Student-t over seeds and are not clipped to [0, 1].\n"
+    )
 
 
 def model_card(name, row, diff, record, timing, cell) -> str:
