@@ -107,7 +107,7 @@ def _metrics(stats: dict[str, Any], idx: np.ndarray | None = None) -> dict[str, 
         return a if idx is None else a[idx]
 
     m = {"m_j": float(pick(stats["real"]["j"]).mean())}
-    for kind in SETS[1:]:
+    for kind in SETS:
         if kind in stats:
             neg = pick(stats[kind]["neg"]).sum()
             m[f"fpr_{kind}"] = float(pick(stats[kind]["fp"]).sum() / neg) if neg else math.nan
@@ -148,7 +148,7 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, 
     return mean, mean - half, mean + half
 
 
-KEYS = ("m_j", "fpr_silent", "fpr_noise", "fpr_offscreen", "fpr_swapped", "j_swapped")
+KEYS = ("m_j", "fpr_real", "fpr_silent", "fpr_noise", "fpr_offscreen", "fpr_swapped", "j_swapped")
 KEYS += ("illusion_score",)
 
 
@@ -211,7 +211,8 @@ def compare(
         "bootstrap": {"draws": boot, "seed": seed},
         "definitions": {
             "m_j": "mean per-frame J at 0.5, real audio (empty GT: 1 if nothing predicted)",
-            "fpr_<set>": "false-positive pixels / negative pixels under that audio, pooled",
+            "fpr_<set>": "false-positive pixels / negative pixels under that audio, pooled "
+            "(real: the clip's own audio, where silent visible objects are negatives)",
             "j_swapped": "mean per-frame J against the GT recomputed for the swapped audio",
             "illusion_score": "harmonic mean of m_j and 1 - fpr under silent, noise, offscreen",
             "interval": "95% Student-t interval of the mean over training seeds",
@@ -232,7 +233,16 @@ def _cell(s: dict[str, Any] | None) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """Two tables: mean [95% interval] over seeds; paired bootstrap differences vs reference."""
     ref = result["reference"]
-    head = ["model", "seeds", "M_J", "FPR silent", "FPR noise", "FPR off-screen", "FPR swapped"]
+    head = [
+        "model",
+        "seeds",
+        "M_J",
+        "FPR real",
+        "FPR silent",
+        "FPR noise",
+        "FPR off-screen",
+        "FPR swapped",
+    ]
     head += ["J swapped", "illusion score"]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
     for name, m in result["models"].items():

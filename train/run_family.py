@@ -482,14 +482,15 @@ def model_card(name, row, diff, record, timing, cell) -> str:
         "",
         f"## Evaluation (mean [95% interval] over {row['num_seeds']} training seeds)",
         "",
-        "| M_J | FPR silent | FPR noise | FPR off-screen | FPR swapped | J swapped | "
+        "| M_J | FPR real | FPR silent | FPR noise | FPR off-screen | FPR swapped | J swapped | "
         "illusion score |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| "
         + " | ".join(
             cell(s.get(k))
             for k in (
                 "m_j",
+                "fpr_real",
                 "fpr_silent",
                 "fpr_noise",
                 "fpr_offscreen",
