@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-DEFAULT_CHECKPOINT = "assets/checkpoints/selm-synth"
+DEFAULT_CHECKPOINT = "assets/checkpoints/selm-hard"
 DEFAULT_EXAMPLES = "assets/examples"
 
 

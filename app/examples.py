@@ -61,7 +61,7 @@ def find_checkpoints(given: list[str] | None, default: str | os.PathLike) -> dic
     """Checkpoints for the pickers as {label: dir or Hub repo id}, the default first.
 
     `given` (the --checkpoint flags) is used as it is; without it, the default directory and its
-    sibling checkpoint directories (e.g. the ablated models next to `selm-synth`).
+    sibling checkpoint directories (e.g. the ablated models next to `selm-hard`).
     """
     if given:
         entries = list(dict.fromkeys(given))

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from selm.checkpoint import save_pretrained
+from selm.checkpoint import load_pretrained, save_pretrained
 from selm.config import get_config
-from selm.metrics import illusion_score
+from selm.metrics import IllusionMeter, illusion_score
 from selm.model import build_selm
-from train.evaluate import evaluate_checkpoint
+from train.evaluate import binary_view, build_eval_dataset, evaluate_checkpoint, predict_logits
 from train.evaluate import main as evaluate_main
 from train.run_family import (
     DEFAULT,
@@ -83,8 +84,17 @@ def test_comparison_table_from_three_tiny_checkpoints(tiny, capsys):
             "m_j": r["metrics"]["j_frame_mean"],
             **{f"fpr_{k}": cf[k]["fpr"] for k in ("silent", "noise", "offscreen", "swapped")},
         }
+    for path in (a, b):  # FPR under the real audio: the pooled IllusionMeter against the GT
+        model = load_pretrained(path)
+        data_set = build_eval_dataset("ms3", data, "test", model.config)
+        meter = IllusionMeter()
+        for batch in DataLoader(data_set, batch_size=2):
+            fg, gt = binary_view(predict_logits(model, batch, torch.device("cpu")), batch["masks"])
+            keep = batch["has_gt"].bool() & batch["frame_mask"].bool()
+            meter.update(fg[keep], gt[keep])
+        per_ckpt[str(path)]["fpr_real"] = meter.compute()["fpr"]
     default = result["models"]["default"]["summary"]
-    for key in ("m_j", "fpr_silent", "fpr_noise", "fpr_offscreen", "fpr_swapped"):
+    for key in ("m_j", "fpr_real", "fpr_silent", "fpr_noise", "fpr_offscreen", "fpr_swapped"):
         expect = [per_ckpt[str(a)][key], per_ckpt[str(b)][key]]
         assert default[key]["seeds"] == pytest.approx(expect, abs=1e-9)
         mean, sd = np.mean(expect), np.std(expect, ddof=1)
