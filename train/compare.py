@@ -311,6 +311,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -323,6 +324,7 @@ def _write_text(path: Path, text: str) -> None:
     os.close(fd)
     try:
         Path(tmp).write_text(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file into a repository
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
