@@ -22,11 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from selm.checkpoint import EVALUATION_NAME
+
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 DESCRIPTIONS_FILE = "examples.json"
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 OFFICIAL_PREFIX = "official:"  # the authors' published checkpoints, e.g. official:s4_r50
-EVALUATION_FILE = "evaluation.json"
+
 NO_EVALUATION = "no evaluation recorded"
 
 
@@ -229,7 +231,7 @@ def checkpoint_info(spec: str, name: str | None = None) -> CheckpointInfo:
         return data if isinstance(data, dict) else {}
 
     config = load_json(folder / "config.json") if folder.is_dir() else {}
-    evaluation = load_json(folder / EVALUATION_FILE) if folder.is_dir() else {}
+    evaluation = load_json(folder / EVALUATION_NAME) if folder.is_dir() else {}
     card = _front_matter(folder / "README.md") if folder.is_dir() else {}
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
     model = config.get("config") if isinstance(config.get("config"), dict) else {}

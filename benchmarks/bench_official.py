@@ -67,10 +67,10 @@ def measure(fn):
 def worker(model: str, seconds: list[int], workdir: Path) -> dict:
     """One model in this process: checkpoint, load, the demo's path per clip length."""
     import torch
-    from selm.model import build_selm
 
     from app import handlers
     from app.validation import Limits
+    from selm.build import build_selm
     from selm.checkpoint import save_pretrained
     from selm.predictor import Predictor
 

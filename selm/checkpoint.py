@@ -148,3 +148,52 @@ def load_pretrained(dir_or_hub_id: str | os.PathLike, map_location: str = "cpu",
     check_finite(state, str(directory / WEIGHTS_NAME))
     load_state_strict(model, state, str(directory))
     return model.to(map_location).eval()
+
+
+EVALUATION_NAME = "evaluation.json"
+
+
+def read_evaluation(directory: str | os.PathLike) -> dict | None:
+    """A checkpoint folder's evaluation row (`evaluation.json`, written by
+    `python -m train.run_family --ship`): {"model", "summary": {metric: {"mean", "low",
+    "high"}}, "paired_vs_reference": {...}, ...}; None when the folder has none."""
+    path = Path(directory) / EVALUATION_NAME
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable evaluation row ({err})") from err
+    summary = row.get("summary") if isinstance(row, dict) else None
+    if not isinstance(summary, dict) or not all(
+        isinstance(v, dict) and "mean" in v for v in summary.values()
+    ):
+        raise CheckpointError(
+            f"{path}: expected {{'summary': {{metric: {{'mean', 'low', 'high'}}}}}}; rewrite it "
+            "with python -m train.run_family --ship"
+        )
+    return row
+
+
+def format_evaluation(row: dict | None) -> str:
+    """One line for the demo beside a checkpoint's masks, e.g. 'M_J 0.41 [0.38, 0.44] · FPR
+    silent 0.02 [...] · ... · illusion 0.55 [...]'; '' without a row."""
+    if not row:
+        return ""
+    labels = (
+        ("m_j", "M_J"),
+        ("fpr_silent", "FPR silent"),
+        ("fpr_noise", "FPR noise"),
+        ("fpr_offscreen", "FPR off-screen"),
+        ("illusion_score", "illusion"),
+    )
+    parts = []
+    for key, label in labels:
+        v = row["summary"].get(key)
+        if v is None:
+            continue
+        low, high = v.get("low"), v.get("high")
+        ci = "" if low is None or low != low else f" [{low:.2f}, {high:.2f}]"
+        parts.append(f"{label} {v['mean']:.2f}{ci}")
+    seeds = row.get("num_seeds")
+    return " · ".join(parts) + (f" (mean [95% CI] over {seeds} seeds)" if seeds else "")

@@ -36,6 +36,8 @@ DEFINITIONS = {
     "fscore_legacy": "AVSBench AVSS: class F (beta^2 0.3) averaged likewise, mean of all C",
     "miou_pooled": "ours: class IoU of summed intersection/union, mean over classes seen",
     "fpr": "pixels predicted positive / negative pixels, pooled over all frames",
+    "illusion_score": "harmonic mean of M_J (real audio) and 1 - FPR under silent, noise, "
+    "off-screen audio",
 }
 
 
@@ -379,3 +381,25 @@ class IllusionMeter:
             "num_frames": self.num_frames,
             "threshold": self.threshold,
         }
+
+
+NEGATIVE_AUDIO = ("silent", "noise", "offscreen")  # counterfactual sets whose GT is empty
+
+
+def illusion_score(m_j: float, fprs: dict[str, float]) -> float:
+    """Harmonic mean of M_J under the real audio and (1 - FPR) under each negative audio
+    (`NEGATIVE_AUDIO`: silent, noise, off-screen), as AVSBench-Robust-style evaluations combine
+    segmentation quality with robustness: 4 / (1/M_J + sum_k 1/(1 - FPR_k)). 0 when any term is
+    0; high only when the model segments well AND stays quiet on every negative audio."""
+    missing = [k for k in NEGATIVE_AUDIO if k not in fprs]
+    if missing:
+        raise ValueError(
+            f"illusion_score needs the FPR under {', '.join(NEGATIVE_AUDIO)}; missing {missing}"
+        )
+    terms = [float(m_j)] + [1.0 - float(fprs[k]) for k in NEGATIVE_AUDIO]
+    bad = [t for t in terms if not 0.0 <= t <= 1.0]
+    if bad:
+        raise ValueError(f"M_J and every FPR must lie in [0, 1]; got terms {terms}")
+    if min(terms) == 0.0:
+        return 0.0
+    return len(terms) / sum(1.0 / t for t in terms)

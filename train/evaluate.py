@@ -271,7 +271,14 @@ def _plain(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint dir (config.json + weights)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="checkpoint dir (config.json + weights); several (NAME=DIR, one per seed) make a "
+        "comparison table (see train/compare.py)",
+    )
     p.add_argument("--data", required=True, help="data root (AVSBench or AVS-Synth)")
     p.add_argument("--setting", required=True, choices=SETTINGS)
     p.add_argument("--split", default="test")
@@ -306,7 +313,36 @@ def main(argv: list[str] | None = None) -> int:
         help="test as the authors' release does: Gumbel noise at test time and its BCSM batch "
         "order (with --batch-size 2, as its scripts); off by default",
     )
+    p.add_argument(
+        "--compare-out",
+        metavar="DIR",
+        help="write comparison.{md,json,png} of all checkpoints there (default with several: "
+        "./comparison)",
+    )
+    p.add_argument("--reference", help="model name the others are compared with (default: first)")
     a = p.parse_args(argv)
+    if len(a.checkpoint) > 1 or a.compare_out:
+        from train.compare import run_comparison
+
+        out_dir = Path(a.compare_out or "comparison")
+        try:
+            result = run_comparison(
+                a.checkpoint,
+                a.data,
+                out_dir,
+                setting=a.setting,
+                split=a.split,
+                reference=a.reference,
+                device=a.device,
+                batch_size=a.batch_size,
+            )
+        except USER_ERRORS as err:
+            print(f"{p.prog}: error: {user_error_message(err)}", file=sys.stderr)
+            return 2
+        print((out_dir / "comparison.md").read_text())
+        print(f"comparison written to {out_dir} ({len(result['models'])} models)")
+        return 0
+    a.checkpoint = a.checkpoint[0]
     ckpt = Path(a.checkpoint)
     out = (
         Path(a.out)

@@ -333,3 +333,22 @@ def test_bad_inputs_raise_clear_errors():
         meter.update(torch.zeros(1, 3, 2, 2), torch.full((1, 2, 2), 255))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         meter.update(torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+# --- illusion score (issue 10) ---
+def test_illusion_score_is_the_harmonic_mean_of_mj_and_one_minus_each_negative_fpr():
+    from selm.metrics import illusion_score
+
+    # by hand: terms 0.8, 1 - 0.2 = 0.8, 1 - 0.5 = 0.5, 1 - 0 = 1.0
+    # 4 / (1.25 + 1.25 + 2 + 1) = 4 / 5.5 = 0.727272...
+    score = illusion_score(0.8, {"silent": 0.2, "noise": 0.5, "offscreen": 0.0, "swapped": 0.9})
+    assert score == pytest.approx(8 / 11, abs=1e-12)
+    assert illusion_score(0.6, {"silent": 0.0, "noise": 0.0, "offscreen": 0.0}) == pytest.approx(
+        4 / (1 / 0.6 + 3)
+    )
+    assert illusion_score(0.9, {"silent": 1.0, "noise": 0.0, "offscreen": 0.0}) == 0.0
+    assert illusion_score(1.0, {"silent": 0.0, "noise": 0.0, "offscreen": 0.0}) == 1.0
+    with pytest.raises(ValueError, match="offscreen"):
+        illusion_score(0.5, {"silent": 0.1, "noise": 0.1})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        illusion_score(1.2, {"silent": 0.1, "noise": 0.1, "offscreen": 0.1})

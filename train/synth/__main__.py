@@ -1,5 +1,5 @@
 """`python -m train.synth --out DIR --clips N --seed S [--size 224] [--layout s4|ms3|avss|all]
-[--counterfactuals] [--mp4]`: write an AVS-Synth data set."""
+[--counterfactuals] [--mp4] [--difficulty default|hard]`: write an AVS-Synth data set."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 from selm.settings import SETTINGS
 from train.synth.generate import generate, split_sizes
+from train.synth.writer import DIFFICULTIES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also write counterfactual/{silent,noise,swapped,offscreen}/",
     )
     parser.add_argument("--mp4", action="store_true", help="also write mp4 clips with audio")
+    parser.add_argument(
+        "--difficulty",
+        choices=DIFFICULTIES,
+        default="default",
+        help="hard: 2-4 objects with a silent one in every clip, off-screen sounds, 0-15 dB SNR, "
+        "sub-second onsets, occlusion, camera pan (train/synth/hard.py)",
+    )
     parser.add_argument("--fps", type=int, default=24, help="mp4 frame rate")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier output")
@@ -47,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            difficulty=args.difficulty,
         )
     except (ValueError, OSError) as e:  # FileExistsError, a full disk (no partial set is left)
         print(f"error: {e}", file=sys.stderr)

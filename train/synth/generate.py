@@ -23,7 +23,14 @@ from selm.settings import SETTINGS
 from selm.state_dict import disk_full, remove_stale_temporaries
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
-from train.synth.writer import COUNTERFACTUALS, ClipTask, ClipWriter, write_task
+from train.synth.writer import (
+    COUNTERFACTUALS,
+    DIFFICULTIES,
+    ClipTask,
+    ClipWriter,
+    build_clip,
+    write_task,
+)
 
 VERSION = "1.0"
 # AVSS clips cycle through these subsets (half v2, as in AVSBench-semantic's split)
@@ -44,9 +51,17 @@ def split_sizes(clips: int, min_test: int = 1) -> dict[str, int]:
     return {"train": clips - val - test, "val": val, "test": test}
 
 
-def plan(layouts: Sequence[str], sizes: dict[str, int]) -> list[ClipTask]:
+def plan(
+    layouts: Sequence[str],
+    sizes: dict[str, int],
+    difficulty: str = "default",
+    seed: int | None = None,
+) -> list[ClipTask]:
     """Every clip to write, in a fixed order; test clips get the partner whose audio their
-    `swapped` version hears (the next test clip of the same length, cyclically)."""
+    `swapped` version hears (the next test clip of the same length, cyclically; `hard`: the
+    next one that sounds a category this clip shows, which needs `seed`)."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     tasks = []
     for layout in layouts:
         for split in SPLITS:
@@ -55,10 +70,20 @@ def plan(layouts: Sequence[str], sizes: dict[str, int]) -> list[ClipTask]:
                 subset = _AVSS_CYCLE[i % len(_AVSS_CYCLE)] if layout == "avss" else ""
                 seconds = 10 if subset == "v2" else 5
                 clips.append(
-                    ClipTask(layout=layout, split=split, index=i, seconds=seconds, subset=subset)
+                    ClipTask(
+                        layout=layout,
+                        split=split,
+                        index=i,
+                        seconds=seconds,
+                        subset=subset,
+                        difficulty=difficulty,
+                    )
                 )
             if split == "test" and len(clips) >= 2:
-                clips = [_with_partner(c, clips) for c in clips]
+                if difficulty == "hard":
+                    clips = _shared_partners(clips, seed)
+                else:
+                    clips = [_with_partner(c, clips) for c in clips]
             tasks += clips
     return tasks
 
@@ -68,6 +93,29 @@ def _with_partner(task: ClipTask, clips: list[ClipTask]) -> ClipTask:
     pool = same if len(same) >= 2 else clips  # a lone length hears a trimmed/padded clip
     partner = pool[(pool.index(task) + 1) % len(pool)]
     return dataclasses.replace(task, partner=partner)
+
+
+def _shared_partners(clips: list[ClipTask], seed: int | None) -> list[ClipTask]:
+    """Hard test clips: each clip's `swapped` partner is the next clip (cyclically, same length
+    preferred) whose audio sounds a category the clip shows, so the swapped GT is not empty;
+    the next clip of the same length when none does."""
+    if seed is None:
+        raise ValueError("planning hard test clips needs the seed (partners share categories)")
+    built = {c.index: build_clip(seed, c) for c in clips}
+    shown = {i: {o.category for o in clip.objects} for i, clip in built.items()}
+    heard = {
+        i: set().union(*(clip.sounding_categories(s) for s in range(clip.seconds)))
+        for i, clip in built.items()
+    }
+    out = []
+    for task in clips:
+        same = [c for c in clips if c.seconds == task.seconds]
+        pool = same if len(same) >= 2 else clips
+        start = pool.index(task)
+        order = [pool[(start + k) % len(pool)] for k in range(1, len(pool))]
+        sharing = [c for c in order if shown[task.index] & heard[c.index]]
+        out.append(dataclasses.replace(task, partner=(sharing or order)[0]))
+    return out
 
 
 def _run(job):
@@ -93,11 +141,15 @@ def generate(
     sizes: dict[str, int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    difficulty: str = "default",
 ) -> Path:
     """Write AVS-Synth under `out` (see SYNTH.md): `clips` clips per layout (or explicit
     per-split `sizes`), frames of `size` x `size`. Same arguments -> byte-identical files,
-    whatever `workers` is. Returns the output root."""
+    whatever `workers` is. `difficulty="hard"`: the clips of train/synth/hard.py. Returns the
+    output root."""
     out = Path(out)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     unknown = [x for x in layouts if x not in SETTINGS]
     if unknown or not layouts:
         raise ValueError(f"layouts must be among {SETTINGS}, got {list(layouts)}")
@@ -116,7 +168,19 @@ def generate(
     remove_stale_temporaries(out)  # a killed run's staging folder
     staging = out / f".avs-synth.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        _generate(staging, seed, size, layouts, sizes, counterfactuals, mp4, fps, workers, progress)
+        _generate(
+            staging,
+            seed,
+            size,
+            layouts,
+            sizes,
+            counterfactuals,
+            mp4,
+            fps,
+            workers,
+            progress,
+            difficulty,
+        )
     except BaseException as err:
         full = disk_full(err, out) if isinstance(err, Exception) else None
         shutil.rmtree(staging, ignore_errors=True)
@@ -132,8 +196,10 @@ def generate(
     return out
 
 
-def _generate(out, seed, size, layouts, sizes, counterfactuals, mp4, fps, workers, progress):
-    tasks = plan(layouts, sizes)
+def _generate(
+    out, seed, size, layouts, sizes, counterfactuals, mp4, fps, workers, progress, difficulty
+):
+    tasks = plan(layouts, sizes, difficulty, seed)
     writer = ClipWriter(size, mp4=mp4, fps=fps)
     jobs = [(out, seed, t, writer, counterfactuals) for t in tasks]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -155,10 +221,12 @@ def _generate(out, seed, size, layouts, sizes, counterfactuals, mp4, fps, worker
                 results.append(result)
                 bar.update()
     bar.close()
-    _write_indexes(out, seed, size, fps, layouts, results, counterfactuals)
+    _write_indexes(out, seed, size, fps, layouts, results, counterfactuals, difficulty)
 
 
-def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> None:
+def _write_indexes(
+    out, seed, size, fps, layouts, results, counterfactuals, difficulty="default"
+) -> None:
     kinds = [""] + (list(COUNTERFACTUALS) if counterfactuals else [])
     for kind in kinds:
         root = out / "counterfactual" / kind if kind else out
@@ -185,5 +253,7 @@ def _write_indexes(out, seed, size, fps, layouts, results, counterfactuals) -> N
                 for i, c in enumerate(CATEGORIES)
             ],
         )
+        if difficulty != "default":  # the default's header stays as it was
+            header["difficulty"] = difficulty
         text = json.dumps(header | {"clips": clips_meta}, indent=1, sort_keys=True)
         (root / "metadata.json").write_text(text + "\n")

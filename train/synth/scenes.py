@@ -53,6 +53,8 @@ class SceneObject:
     colour: tuple[float, float, float]
     sounding: tuple[bool, ...]
     sound: dict = field(default_factory=dict)  # sounds.sample_sound_params(...)
+    spans: tuple[tuple[float, float], ...] | None = None  # hard clips: (start, stop) seconds
+    # when the sound is on (None: all of every sounding second)
 
     def position(self, t: float) -> tuple[float, float]:
         return tuple(
@@ -66,6 +68,7 @@ class OffscreenSound:
     category: int
     sounding: tuple[bool, ...]
     sound: dict = field(default_factory=dict)
+    spans: tuple[tuple[float, float], ...] | None = None  # as SceneObject.spans
 
 
 @dataclass(kw_only=True)
@@ -78,6 +81,11 @@ class Clip:
     background: dict  # grey, tint, waves (k, omega, phase, amplitude), texture_seed
     snr_db: float
     noise_seed: int
+    pan: tuple[float, float] | None = None  # hard clips: camera velocity (frame sides per s)
+
+    def camera(self, t: float) -> tuple[float, float]:
+        """Camera offset at time t: the frame shows the scene shifted by it (pan * t)."""
+        return (0.0, 0.0) if self.pan is None else (self.pan[0] * t, self.pan[1] * t)
 
     def sounding_categories(self, second: int) -> set[int]:
         """Categories heard in second `second` (visible and off-screen)."""
@@ -251,6 +259,24 @@ def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
     return np.stack([m @ grid[..., c] @ m.T for c in range(grid.shape[2])], -1).astype(np.float32)
 
 
+def _sample_periodic(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """(n, n, C) grid over the unit square, repeated periodically, sampled bilinearly at the
+    points (ys[i], xs[j]) -> (len(ys), len(xs), C) float32."""
+    n = grid.shape[0]
+
+    def weights(pos: np.ndarray) -> np.ndarray:
+        g = np.mod(pos, 1.0) * n - 0.5
+        lo = np.floor(g).astype(int)
+        w = g - lo
+        m = np.zeros((pos.size, n))
+        m[np.arange(pos.size), np.mod(lo, n)] = 1 - w
+        m[np.arange(pos.size), np.mod(lo + 1, n)] += w
+        return m
+
+    my, mx = weights(ys), weights(xs)
+    return np.stack([my @ grid[..., c] @ mx.T for c in range(grid.shape[2])], -1).astype(np.float32)
+
+
 class Renderer:
     """Renders a clip at any time t (seconds) as (H, W, 3) float32 RGB in [0, 1] and an id map
     (H, W) int8 (index into clip.objects of the object seen at each pixel; -1 background)."""
@@ -260,18 +286,32 @@ class Renderer:
         self.coords = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres
         bg = clip.background
         texture_rng = np.random.default_rng(bg["texture_seed"])
-        texture = _upsample(texture_rng.uniform(-0.09, 0.09, (6, 6, 3)), size)
+        self.grid = texture_rng.uniform(-0.09, 0.09, (6, 6, 3))
+        texture = _upsample(self.grid, size)
         self.base = (texture + bg["grey"] + np.asarray(bg["tint"])).astype(np.float32)
 
     def background(self, t: float) -> np.ndarray:
         """(H, W, 3) float32: slowly drifting plane waves over a fixed smooth texture."""
         bg = self.clip.background
         value = np.zeros((self.size, self.size), dtype=np.float32)
+        if self.clip.pan is not None:
+            return self._panned_background(t, value)
         for (kx, ky), w, p, a in zip(bg["k"], bg["omega"], bg["phase"], bg["amplitude"]):
             # sin(kx x + ky y + c) = sin(kx x + c) cos(ky y) + cos(kx x + c) sin(ky y)
             ax, by = kx * self.coords + (w * t + p), ky * self.coords
             value += a * (np.outer(np.cos(by), np.sin(ax)) + np.outer(np.sin(by), np.cos(ax)))
         return value[..., None] + self.base
+
+    def _panned_background(self, t: float, value: np.ndarray) -> np.ndarray:
+        """The background seen through a camera at clip.camera(t): waves and texture shifted."""
+        bg = self.clip.background
+        ox, oy = self.clip.camera(t)
+        xs, ys = self.coords + ox, self.coords + oy
+        for (kx, ky), w, p, a in zip(bg["k"], bg["omega"], bg["phase"], bg["amplitude"]):
+            ax, by = kx * xs + (w * t + p), ky * ys
+            value += a * (np.outer(np.cos(by), np.sin(ax)) + np.outer(np.sin(by), np.cos(ax)))
+        texture = _sample_periodic(self.grid, xs, ys)
+        return value[..., None] + (texture + bg["grey"] + np.asarray(bg["tint"])).astype(np.float32)
 
     def __call__(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         rgb = self.background(t)
@@ -282,6 +322,9 @@ class Renderer:
 
     def _draw(self, obj: SceneObject, index: int, t: float, rgb, ids) -> None:
         cx, cy = obj.position(t)
+        if self.clip.pan is not None:
+            ox, oy = self.clip.camera(t)
+            cx, cy = cx - ox, cy - oy
         reach = obj.radius * SHAPE_EXTENT
         cols = np.nonzero(np.abs(self.coords - cx) < reach)[0]
         rows = np.nonzero(np.abs(self.coords - cy) < reach)[0]

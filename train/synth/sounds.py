@@ -124,6 +124,21 @@ def gate(sounding: tuple[bool, ...] | np.ndarray, n: int) -> np.ndarray:
     return g
 
 
+def gate_spans(spans, n: int) -> np.ndarray:
+    """(n,) envelope: 1 inside each (start, stop) span in seconds (hard clips: sounds that start
+    and stop inside a second), with 10 ms linear fades inside the span at both ends."""
+    g = np.zeros(n)
+    for start, stop in spans:
+        a, b = int(round(start * SR)), min(int(round(stop * SR)), n)
+        if b <= a:
+            continue
+        g[a:b] = 1.0
+        ramp = min(RAMP, (b - a) // 2)
+        g[a : a + ramp] = np.linspace(0.0, 1.0, ramp, endpoint=False)
+        g[b - ramp : b] = np.linspace(1.0, 0.0, ramp + 1)[1:]
+    return g
+
+
 def background_noise(seed: int, n: int, snr_db: float) -> np.ndarray:
     """Pinkish noise whose RMS sits snr_db below a source at loudness 1."""
     rng = np.random.default_rng(seed)
@@ -133,19 +148,21 @@ def background_noise(seed: int, n: int, snr_db: float) -> np.ndarray:
 
 
 def mix(
-    sources: list[tuple[str, dict, tuple[bool, ...]]],
+    sources: list[tuple],
     seconds: int,
     noise_seed: int,
     snr_db: float | None,
 ) -> np.ndarray:
     """(seconds * 16000,) float32: the gated sources plus background noise (None: none),
-    scaled down only if it would clip."""
+    scaled down only if it would clip. A source is (recipe, params, sounding) gated by whole
+    seconds, or (recipe, params, sounding, spans) gated by its (start, stop) spans."""
     n = seconds * SR
     out = np.zeros(n)
-    for recipe, params, sounding in sources:
+    for recipe, params, sounding, *spans in sources:
         if any(sounding):
             level = LEVEL * params["loudness"]
-            out += level * synthesize(recipe, params, seconds) * gate(sounding, n)
+            env = gate(sounding, n) if not spans or spans[0] is None else gate_spans(spans[0], n)
+            out += level * synthesize(recipe, params, seconds) * env
     if snr_db is not None:
         out += background_noise(noise_seed, n, snr_db)
     peak = float(np.abs(out).max(initial=0.0))

@@ -39,6 +39,7 @@ from train.synth.video import write_mp4
 LAYOUT_CODES = {"s4": 1, "ms3": 2, "avss": 3}
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 COUNTERFACTUALS = ("silent", "noise", "swapped", "offscreen")
+DIFFICULTIES = ("default", "hard")  # hard: train/synth/hard.py
 _SCENE, _OFFSCREEN_CF, _NOISE_CF = 0, 1, 2  # purposes of a clip's random streams
 
 
@@ -50,6 +51,7 @@ class ClipTask:
     seconds: int
     subset: str = ""  # AVSS: v1s | v1m | v2
     partner: ClipTask | None = None  # test clips: whose audio the `swapped` version hears
+    difficulty: str = "default"  # default | hard
 
     @property
     def name(self) -> str:
@@ -63,17 +65,27 @@ class ClipTask:
 def clip_rng(seed: int, task: ClipTask, purpose: int = _SCENE) -> np.random.Generator:
     """The random stream of one clip: independent of worker count and of the other clips."""
     key = [seed, LAYOUT_CODES[task.layout], SPLIT_CODES[task.split], task.index, purpose]
+    if task.difficulty != "default":  # hard clips: streams of their own
+        key.append(DIFFICULTIES.index(task.difficulty))
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
 def build_clip(seed: int, task: ClipTask) -> Clip:
+    if task.difficulty == "hard":
+        from train.synth.hard import sample_hard_clip
+
+        return sample_hard_clip(
+            clip_rng(seed, task), seconds=task.seconds, single_source=task.single_source
+        )
+    if task.difficulty != "default":
+        raise ValueError(f"unknown difficulty {task.difficulty!r}; known: {DIFFICULTIES}")
     return sample_clip(clip_rng(seed, task), seconds=task.seconds, single_source=task.single_source)
 
 
 def clip_audio(clip: Clip) -> np.ndarray:
     """(seconds * 16000,) float32: the clip's mix as its 16-bit wav reads back."""
     sources = [
-        (CATEGORIES[s.category].sound, s.sound, s.sounding)
+        (CATEGORIES[s.category].sound, s.sound, s.sounding, s.spans)
         for s in [*clip.objects, *clip.offscreen]
     ]
     return quantize_pcm16(mix(sources, clip.seconds, clip.noise_seed, clip.snr_db))
@@ -116,7 +128,7 @@ def clip_metadata(task: ClipTask, clip: Clip, heard: list[set[int]]) -> dict:
     def seconds(flags):
         return [i for i, on in enumerate(flags) if on]
 
-    return dict(
+    meta = dict(
         name=task.name,
         layout=task.layout,
         split=task.split,
@@ -143,6 +155,18 @@ def clip_metadata(task: ClipTask, clip: Clip, heard: list[set[int]]) -> dict:
         ],
         gt_categories=[_names(h & {o.category for o in clip.objects}) for h in heard],
     )
+    if task.difficulty != "default":  # the default's metadata stays as it was
+        from train.synth.hard import visible_fractions
+
+        meta["difficulty"] = task.difficulty
+        meta["pan"] = None if clip.pan is None else [round(v, 5) for v in clip.pan]
+        fractions = visible_fractions(clip)
+        for o, d, f in zip(clip.objects, meta["objects"], fractions):
+            d["sounding_spans"] = [list(x) for x in (o.spans or ())]
+            d["min_visible_fraction"] = round(f, 3)
+        for s, d in zip(clip.offscreen, meta["offscreen"]):
+            d["sounding_spans"] = [list(x) for x in (s.spans or ())]
+    return meta
 
 
 class ClipWriter:

@@ -1,0 +1,522 @@
+"""Train the SelM model family (issue 10) with one recipe, evaluate it, ship the most telling.
+
+    python -m train.run_family --out runs/family [--seeds 0 1 2] [--jobs 2] [--threads 1]
+        [--device cpu|cuda] [--test-seed 2027 --test-clips 24] [--ship assets/checkpoints]
+        [--dry-run]
+
+Every config in `train/configs/family/` (default.yaml and one sibling per ablation switch) is
+trained for every seed into OUT/<config>/seed<S>/ by `python -m train` (same data, steps,
+batch, lr and input size; only `seed` and the config's one switch differ), `--jobs` runs at a
+time (CPU: one thread each; CUDA: small models share the GPU), skipping runs that finished.
+Each run's best checkpoint is then evaluated clip by clip on a fresh hard AVS-Synth test set
+(OUT/test_hard_seed<T>, a seed no run trained on, with all counterfactual sets), and
+OUT/comparison.{md,json,png} compares every config with the default (train/compare.py).
+
+The training data (hard, at the model's input size) is generated into --data when it is
+missing. `--ship DIR` copies seed 0 of the default and of the `--ship-siblings` siblings whose
+paired illusion-score difference from the default is largest into DIR/selm-hard[-<name>]/
+with a model card (README.md), evaluation.json and DIR/README.md holding the whole table.
+`--dry-run`: a tiny data set and a few steps per config, one seed (the `slow` test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from train.config import load_config
+from train.run_shipped import finished
+
+FAMILY_DIR = Path(__file__).resolve().parent / "configs" / "family"
+DEFAULT = "default"
+SHIP_PREFIX = "selm-hard"
+# the child process of one run: torch's intra-op threads set before anything runs, then
+# training (when argv has training arguments) and the evaluation in the same process
+_CHILD = (
+    "import sys, torch; torch.set_num_threads(int(sys.argv[1])); "
+    "from train.run_family import child; sys.exit(child(sys.argv[2:]))"
+)
+
+
+def family_configs(directory: Path = FAMILY_DIR) -> list[Path]:
+    """default.yaml first, then the siblings in name order."""
+    files = sorted(directory.glob("*.yaml"))
+    default = [f for f in files if f.stem == DEFAULT]
+    if not default:
+        raise FileNotFoundError(f"{directory} has no {DEFAULT}.yaml")
+    return default + [f for f in files if f.stem != DEFAULT]
+
+
+def config_difference(config: Path, default: Path) -> dict[str, tuple]:
+    """Every resolved TrainConfig / SelMConfig field in which `config` differs from `default`
+    (`seed`, `out_dir` aside): {field: (default's, config's)}."""
+    a, b = load_config(default), load_config(config)
+    out, theirs = {}, b.to_dict()
+    for key, value in a.to_dict().items():
+        if key in ("model", "out_dir"):
+            continue
+        if theirs[key] != value:
+            out[key] = (value, theirs[key])
+    ma, mb = a.model_config().to_dict(), b.model_config().to_dict()
+    out.update({f"model.{k}": (v, mb[k]) for k, v in ma.items() if mb[k] != v})
+    return out
+
+
+def child(argv: list[str]) -> int:
+    """One run in its own process: argv = [run_dir, test_root, stats_json, device, *train]:
+    `python -m train` with the `train` arguments (none: already trained), then the per-clip
+    numbers of run_dir/best on test_root, written atomically to stats_json. Timings go to
+    run_dir/timing.json."""
+    from train.__main__ import main as train_main
+    from train.compare import _write_text, clip_stats
+
+    run_dir, test_root, out_json, device, *train = argv
+    timing_path = Path(run_dir) / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    if train:
+        start = time.monotonic()
+        code = train_main(train)
+        timing["train_s"] = round(time.monotonic() - start, 1)
+        _write_text(timing_path, json.dumps(timing) + "\n")
+        if code != 0 or not finished(Path(run_dir)):
+            return code or 3
+    start = time.monotonic()
+    stats = clip_stats(str(Path(run_dir) / "best"), test_root, "ms3", device=device)
+    _write_text(Path(out_json), json.dumps(stats) + "\n")
+    timing["eval_s"] = round(time.monotonic() - start, 1)
+    _write_text(timing_path, json.dumps(timing) + "\n")
+    return 0
+
+
+def ensure_data(root: Path, *, seed: int, size: int, sizes: dict, counterfactuals: bool) -> Path:
+    from train.synth.generate import generate
+
+    if (root / "metadata.json").is_file():
+        return root
+    print(f"generating hard AVS-Synth {sizes} (seed {seed}, {size} px) into {root}", flush=True)
+    return generate(
+        root,
+        seed=seed,
+        size=size,
+        layouts=("ms3",),
+        sizes=sizes,
+        counterfactuals=counterfactuals,
+        progress=False,
+        overwrite=True,
+        workers=min(2, os.cpu_count() or 1),
+        difficulty="hard",
+    )
+
+
+def machine() -> dict:
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+        if line.startswith("model name")
+    ]
+    info = {
+        "platform": platform.platform(),
+        "processor": names[0] if names else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+class Job:
+    def __init__(self, config: Path, seed: int, run_dir: Path) -> None:
+        self.config, self.seed, self.run_dir = config, seed, run_dir
+
+    @property
+    def name(self) -> str:
+        return self.config.stem
+
+
+def run_job(job: Job, a, data: Path, test_root: Path, extra: list[str]) -> dict:
+    """Train (unless finished) and evaluate one run; returns its timing record."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    stats = job.run_dir / f"clips_{test_root.name}.json"
+    name = f"{job.name}/seed{job.seed}"
+    train: list[str] = []
+    if not finished(job.run_dir):
+        if (job.run_dir / "last.pt").exists():
+            train = ["--resume", str(job.run_dir)]
+        else:
+            train = ["--config", str(job.config), "--out", str(job.run_dir)]
+            train += ["--set", f"data_root={data}", "--set", f"seed={job.seed}"]
+            train += ["--set", f"device={a.device}"]
+            train += [x for o in extra for x in ("--set", o)]
+    elif stats.is_file():
+        timing = json.loads((job.run_dir / "timing.json").read_text())
+        return {"job": name, **timing, "skipped": True}
+    cmd = [sys.executable, "-c", _CHILD, str(a.threads), str(job.run_dir), str(test_root)]
+    cmd += [str(stats), a.device, *train]
+    with open(job.run_dir / "driver.log", "a") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0 or not stats.is_file():
+        return {"job": name, "error": f"run exited {code}; see {job.run_dir / 'driver.log'}"}
+    return {"job": name, **json.loads((job.run_dir / "timing.json").read_text())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m train.run_family", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--out", default="runs/family")
+    p.add_argument("--configs-dir", type=Path, default=FAMILY_DIR)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (CPU: <= cores)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (every run on it)")
+    p.add_argument("--data", type=Path, help="hard training root (default OUT/train_hard_seed0)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--train-clips", type=int, default=192)
+    p.add_argument("--val-clips", type=int, default=8)
+    p.add_argument("--test-seed", type=int, default=2027)
+    p.add_argument("--test-clips", type=int, default=24)
+    p.add_argument("--ship", type=Path, metavar="DIR", help="copy the shipped models there")
+    p.add_argument("--ship-siblings", type=int, default=4)
+    p.add_argument("--dry-run", action="store_true", help="tiny data, a few steps, one seed")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: table (and --ship) from the runs already evaluated, e.g. while "
+        "or after a family run was stopped; missing runs are left out and named",
+    )
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args(argv)
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = family_configs(a.configs_dir)
+    default_cfg = load_config(configs[0])
+    size = default_cfg.model_config().input_size
+    extra = list(a.overrides)
+    seeds = a.seeds
+    if a.dry_run:
+        a.train_clips, a.val_clips, a.test_clips, seeds = 4, 2, 2, seeds[:1]
+        extra += ["batch_size=2", "epochs=1"]
+    data = a.data or out / f"train_hard_seed{a.data_seed}"
+    sizes = {"train": a.train_clips, "val": a.val_clips, "test": 0}
+    ensure_data(data, seed=a.data_seed, size=size, sizes=sizes, counterfactuals=False)
+    test_sizes = {"train": 0, "val": 0, "test": a.test_clips}
+    test_root = ensure_data(
+        out / f"test_hard_seed{a.test_seed}",
+        seed=a.test_seed,
+        size=size,
+        sizes=test_sizes,
+        counterfactuals=True,
+    )
+    jobs = [Job(c, s, out / c.stem / f"seed{s}") for s in seeds for c in configs]
+    started, load_before = time.time(), machine()
+    print(f"{len(jobs)} runs, {a.jobs} at a time, device {a.device}", flush=True)
+    results = []
+    if a.no_train:
+        for j in jobs:
+            name, timing = f"{j.name}/seed{j.seed}", j.run_dir / "timing.json"
+            done = (j.run_dir / f"clips_{test_root.name}.json").is_file() and timing.is_file()
+            results.append(
+                {"job": name, **json.loads(timing.read_text()), "skipped": True}
+                if done
+                else {"job": name, "error": "not trained/evaluated (--no-train)", "skipped": True}
+            )
+    else:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            futures = [pool.submit(run_job, j, a, data, test_root, extra) for j in jobs]
+            for f in futures:
+                r = f.result()
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    wall = time.time() - started
+    if a.no_train:  # from the first run's start to the last evaluation's end, as on disk
+        dirs = [j.run_dir for j in jobs if (j.run_dir / "config.yaml").is_file()]
+        stats = [j.run_dir / f"clips_{test_root.name}.json" for j in jobs]
+        ends = [x.stat().st_mtime for x in stats if x.is_file()]
+        if dirs and ends:
+            wall = max(ends) - min((d / "config.yaml").stat().st_mtime for d in dirs)
+    failed = [r for r in results if "error" in r]
+    record = {
+        "runs": results,
+        "wall_s": round(wall, 1),
+        "jobs": a.jobs,
+        "threads": a.threads,
+        "device": a.device,
+        "machine_start": load_before,
+        "machine_end": machine(),
+        "data": str(data),
+        "data_seed": a.data_seed,
+        "test_root": str(test_root),
+        "test_seed": a.test_seed,
+        "seeds": seeds,
+        "overrides": extra,
+        "command": "python -m train.run_family " + " ".join(sys.argv[1:] if argv is None else argv),
+        "recipe": recipe(configs[0], extra, data),
+    }
+    previous = out / "family.json"
+    if previous.is_file() and all(r.get("skipped") for r in results):
+        # nothing ran now: the family's wall time and machine are those of the run that trained
+        old = json.loads(previous.read_text())
+        for key in ("wall_s", "machine_start", "machine_end", "jobs", "threads", "device"):
+            record[key] = old.get(key, record[key])
+        record["command"] = old.get("command", record["command"])
+    for r in results:
+        r.pop("skipped", None)
+    previous.write_text(json.dumps(record, indent=1) + "\n")
+    result = table(out, configs, seeds, test_root)
+    print((out / "comparison.md").read_text())
+    print(f"{len(jobs) - len(failed)}/{len(jobs)} runs done in {wall / 60:.1f} min")
+    if a.ship and result is not None:
+        ship(result, out, a.ship, configs, record, a.ship_siblings)
+    return 1 if failed else 0
+
+
+def recipe(default: Path, extra: list[str], data: Path) -> dict:
+    """The shared training recipe as it ran: optimiser, budget, input size, width, data."""
+    import math
+
+    from train.data import build_dataset
+
+    cfg = load_config(default, extra)
+    model = cfg.model_config()
+    train = len(build_dataset(cfg.setting, data, cfg.train_split, config=model))
+    val = len(build_dataset(cfg.setting, data, cfg.val_split, config=model))
+    return {
+        "preset": cfg.preset,
+        "dim": model.dim,
+        "input_size": model.input_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "grad_clip": cfg.grad_clip,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "train_clips": train,
+        "val_clips": val,
+        "steps": math.ceil(train / cfg.batch_size) * cfg.epochs,
+        "augment": cfg.augment,
+    }
+
+
+def table(out: Path, configs: list[Path], seeds: list[int], test_root: Path):
+    """comparison.{md,json,png} of every config with its evaluated seeds."""
+    from train.compare import compare, write_comparison
+
+    runs = {}
+    for c in configs:
+        stats = [out / c.stem / f"seed{s}" / f"clips_{test_root.name}.json" for s in seeds]
+        have = [json.loads(x.read_text()) for x in stats if x.is_file()]
+        if have:
+            runs[c.stem] = have
+    if DEFAULT not in runs:
+        print("the default has no evaluated run; no table", file=sys.stderr)
+        return None
+    result = compare(runs, DEFAULT)
+    result["test_root"] = str(test_root)
+    write_comparison(result, out, title=f"SelM family on hard AVS-Synth ({test_root.name})")
+    return result
+
+
+def choose_siblings(result: dict, k: int) -> list[str]:
+    """The k siblings whose paired illusion-score difference from the default is largest in
+    size (ties: the M_J difference), most different first."""
+
+    def size(name: str) -> tuple[float, float]:
+        p = result["models"][name]["paired_vs_reference"]
+        return (abs(p["illusion_score"]["diff"]), abs(p["m_j"]["diff"]))
+
+    siblings = [n for n in result["models"] if n != result["reference"]]
+    return sorted(siblings, key=size, reverse=True)[:k]
+
+
+def folder_name(config_name: str) -> str:
+    return SHIP_PREFIX if config_name == DEFAULT else f"{SHIP_PREFIX}-{config_name}"
+
+
+def evaluation_row(result: dict, name: str) -> dict:
+    """What a model card (and the demo) shows of one model: its summary with intervals and,
+    for a sibling, the paired difference from the default."""
+    m = result["models"][name]
+    row = {
+        "model": name,
+        "test_set": result.get("test_root"),
+        "num_clips": result["num_clips"],
+        "num_seeds": m["num_seeds"],
+        "reference": result["reference"],
+        "summary": {k: {x: v[x] for x in ("mean", "low", "high")} for k, v in m["summary"].items()},
+        "definitions": result["definitions"],
+    }
+    if "paired_vs_reference" in m:
+        row["paired_vs_reference"] = m["paired_vs_reference"]
+    return row
+
+
+def ship(result: dict, out: Path, dest: Path, configs: list[Path], record: dict, k: int) -> None:
+    from train.compare import _cell, _write_text
+
+    by_name = {c.stem: c for c in configs}
+    chosen = [DEFAULT, *choose_siblings(result, k)]
+    dest.mkdir(parents=True, exist_ok=True)
+    timings = {r["job"]: r for r in record["runs"]}
+    for name in chosen:
+        src = out / name / "seed0" / "best"
+        folder = dest / folder_name(name)
+        tmp = dest / f".{folder.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        row = evaluation_row(result, name)
+        _write_text(tmp / "evaluation.json", json.dumps(row, indent=1) + "\n")
+        diff = config_difference(by_name[name], by_name[DEFAULT])
+        _write_text(
+            tmp / "README.md",
+            model_card(name, row, diff, record, timings.get(f"{name}/seed0", {}), _cell),
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        print(f"shipped {name} -> {folder}")
+    summary = (out / "comparison.md").read_text()
+    index = [
+        "# Shipped checkpoints: the SelM family on hard AVS-Synth",
+        "",
+        f"Trained by `python -m train.run_family` ({record['device']}, {record['jobs']} runs at a "
+        f"time, {record['threads']} thread(s) each; whole family {record['wall_s'] / 60:.1f} min "
+        f"wall). Shipped (seed 0 of each): "
+        + ", ".join(f"`{folder_name(n)}`" for n in chosen)
+        + ". Every config is in the table below, whatever it shows.",
+        "",
+        *(
+            [
+                "Runs missing from the table (not finished in time): "
+                + ", ".join(r["job"] for r in record["runs"] if "error" in r)
+                + ".",
+                "",
+            ]
+            if any("error" in r for r in record["runs"])
+            else []
+        ),
+        summary.split("\n", 2)[2] if summary.startswith("# ") else summary,
+        empty_baseline(Path(result["test_root"])),
+    ]
+    _write_text(dest / "README.md", "\n".join(index))
+
+
+def empty_baseline(test_root: Path) -> str:
+    """A line with what a model that never predicts anything scores on the test set: M_J is
+    the fraction of frames whose GT is empty (J = 1 there), every FPR is 0."""
+    from selm.metrics import illusion_score
+
+    meta = json.loads((test_root / "metadata.json").read_text())
+    frames = [not cats for clip in meta["clips"]["ms3"] for cats in clip["gt_categories"]]
+    m_j = sum(frames) / len(frames)
+    score = illusion_score(m_j, {"silent": 0.0, "noise": 0.0, "offscreen": 0.0})
+    return (
+        f"\nFor scale: a model that predicts an empty mask everywhere scores M_J {m_j:.3f} here "
+        f"(the share of test frames whose GT is empty), FPR 0 under every audio and illusion "
+        f"score {score:.3f}. Intervals are Student-t over seeds and are not clipped to [0, 1].\n"
+    )
+
+
+def model_card(name, row, diff, record, timing, cell) -> str:
+    s = row["summary"]
+    switch = (
+        "none (the default)"
+        if not diff
+        else ", ".join(f"`{k}`: {v[0]!r} -> {v[1]!r}" for k, v in diff.items())
+    )
+    front = [
+        "---",
+        "library_name: selm",
+        "license: apache-2.0",
+        "tags: [audio-visual-segmentation, selm, avs-synth]",
+        "datasets: [avs-synth-hard]",
+        "model-index:",
+        f"- name: {folder_name(name)}",
+        "  results:",
+        "  - task: {type: audio-visual-segmentation}",
+        f"    dataset: {{name: AVS-Synth hard, type: avs-synth, split: test, "
+        f"seed: {record['test_seed']}}}",
+        "    metrics:",
+    ]
+    for key in ("m_j", "fpr_silent", "fpr_noise", "fpr_offscreen", "illusion_score"):
+        if key in s:
+            front.append(f"    - {{type: {key}, value: {s[key]['mean']:.4f}}}")
+    front.append("---")
+    machine, r = record["machine_start"], record["recipe"]
+    body = [
+        f"# {folder_name(name)}",
+        "",
+        f"SelM family member `{name}` (config `train/configs/family/{name}.yaml`); its one "
+        f"difference from the default: {switch}.",
+        "",
+        f"- Recipe: `{r['preset']}` at D = {r['dim']}, input {r['input_size']} x "
+        f"{r['input_size']}, from scratch; AdamW lr {r['lr']:g}, weight decay "
+        f"{r['weight_decay']:g}, grad clip {r['grad_clip']:g}, batch {r['batch_size']}, "
+        f"{r['epochs']} epoch(s) of {r['train_clips']} hard AVS-Synth training clips "
+        f"({r['steps']} steps), augmentation {'on' if r['augment'] else 'off'}; the best of "
+        f"the end-of-epoch validations ({r['val_clips']} val clips). Every family member has "
+        "exactly this recipe and budget.",
+        f"- Command: `{record['command']}` (this folder: seed 0).",
+        f"- Machine: {machine['processor']}, {machine['cpu_count']} CPU cores, "
+        f"{machine.get('cuda_device', 'no GPU')}, torch {machine['torch']}; load average at the "
+        f"start {machine.get('load_average')}.",
+        f"- Wall time: training {timing.get('train_s', '?')} s, evaluation "
+        f"{timing.get('eval_s', '?')} s (this seed; {record['jobs']} runs at a time).",
+        f"- Data: training seed {record['data_seed']} (hard), test seed {record['test_seed']} "
+        f"(hard, {row['num_clips']} clips, never trained on, all counterfactual sets).",
+        "",
+        f"## Evaluation (mean [95% interval] over {row['num_seeds']} training seeds)",
+        "",
+        "| M_J | FPR real | FPR silent | FPR noise | FPR off-screen | FPR swapped | J swapped | "
+        "illusion score |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| "
+        + " | ".join(
+            cell(s.get(k))
+            for k in (
+                "m_j",
+                "fpr_real",
+                "fpr_silent",
+                "fpr_noise",
+                "fpr_offscreen",
+                "fpr_swapped",
+                "j_swapped",
+                "illusion_score",
+            )
+        )
+        + " |",
+        "",
+    ]
+    if "paired_vs_reference" in row:
+        p = row["paired_vs_reference"]
+        body += [
+            "Paired bootstrap over test clips, this model - default: "
+            + ", ".join(
+                f"{k} {v['diff']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" for k, v in p.items()
+            )
+            + ".",
+            "",
+        ]
+    body.append(
+        "The same row, machine-readable: `evaluation.json` (`selm.checkpoint.read_evaluation`)."
+    )
+    return "\n".join(front + [""] + body) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
