@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -20,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from selm.audio_source import AudioSource
-from selm.media import MediaError, read_video
-from selm.predictor import Prediction, Predictor, resolve_audio
-from selm.render import write_overlay_video
+from selm.media import MediaError, MediaWarning
+from selm.predictor import Prediction, Predictor, check_inputs
 from selm.state_dict import atomic_path
+
+BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,25 +130,37 @@ def main(argv: list[str] | None = None) -> int:
     audio = audio_source(args)
     out = args.out or Path(f"{args.video.stem}_selm.mp4")
     try:
-        clip = read_video(args.video, max_seconds=args.max_seconds)
-        resolve_audio(clip, audio)  # fail before the model loads
+        check_inputs(args.video, audio, args.max_seconds)  # fail before the model loads
     except MediaError as err:
         parser.error(str(err))
     try:
         predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"--checkpoint: {err}")
-    windows = -(-clip.num_seconds // predictor.config.num_frames)
-    with tqdm(total=windows, unit="window", desc=args.video.name) as bar:
+    # one pass over the video: decode, model, draw and encode the overlay window by window
+    with tqdm(total=1000, unit="‰", desc=args.video.name, bar_format=BAR) as bar:
 
         def progress(fraction: float, message: str) -> None:
             bar.set_postfix_str(message)
-            bar.update(round(fraction * windows) - bar.n)
+            bar.update(round(fraction * 1000) - bar.n)
 
-        pred = predictor.predict(clip, audio=audio, progress=progress)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MediaWarning)  # printed below as pred.notes
+                pred = predictor.predict(
+                    args.video,
+                    audio=audio,
+                    progress=progress,
+                    max_seconds=args.max_seconds,
+                    overlay=out,
+                    threshold=args.threshold,
+                )
+        except MediaError as err:
+            parser.error(str(err))
+        except OSError as err:
+            parser.error(f"could not write the outputs: {err}")
     summary = summarize(pred, args.threshold)
     try:
-        write_overlay_video(pred, out, threshold=args.threshold)
         if args.masks_dir is not None:
             write_masks(pred, args.masks_dir, args.threshold)
         if args.json is not None:
@@ -154,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                 tmp.write_text(json.dumps(summary, indent=2))
     except OSError as err:
         parser.error(f"could not write the outputs: {err}")
+    for note in pred.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    width, height = pred.size
     print(
-        f"{args.video.name}: {clip.num_seconds} s at {clip.fps:.2f} fps, "
-        f"{clip.width}x{clip.height}, audio heard: {pred.audio_label}"
+        f"{args.video.name}: {len(pred.times)} s at {pred.fps:.2f} fps, "
+        f"{width}x{height}, audio heard: {pred.audio_label}"
     )
     for entry in summary["seconds"]:
         print(f"  second {int(entry['time']):3d}: {100 * entry['area']:5.1f}% segmented")

@@ -18,7 +18,7 @@ import matplotlib
 import numpy as np
 
 from selm.audio import SAMPLE_RATE
-from selm.media import iter_video_frames
+from selm.media import VideoStream, frame_to_rgb
 from selm.palette import label_palette
 from selm.state_dict import atomic_path
 
@@ -301,6 +301,26 @@ def open_writer(
             container.close()
 
 
+def paint_frames(
+    frames: Sequence[tuple[float | Fraction, np.ndarray]],
+    masks: np.ndarray,
+    first_second: int = 0,
+    alpha: float = 0.5,
+) -> list[tuple[float | Fraction, np.ndarray]]:
+    """Draw on each (time, (H, W, 3) uint8) frame the mask of the second it falls in:
+    masks[k] (H, W) is second first_second + k; times before or after the masks take the
+    first or last one. The masks' work (contours, colour tables) is done once per second."""
+    painters: dict[int, MaskPainter] = {}
+    painted = []
+    last = len(masks) - 1
+    for time, frame in frames:
+        index = min(max(math.floor(time) - first_second, 0), last)
+        if index not in painters:
+            painters[index] = MaskPainter(masks[index], alpha)
+        painted.append((time, painters[index].paint(frame)))
+    return painted
+
+
 def write_overlay_video(
     pred,
     out_path: str | os.PathLike,
@@ -308,22 +328,44 @@ def write_overlay_video(
     *,
     size: tuple[int, int] | None = None,
 ) -> Path:
-    """Re-decode `pred.source` at its own frame rate, overlay on each frame the mask of the
-    second it falls in, and write H.264 (yuv420p) + the audio the model heard (AAC) -> path.
+    """Draw on a video the mask of the second each frame falls in, and write H.264 (yuv420p)
+    + the audio the model heard (AAC) -> path. (`Predictor.predict(..., overlay=path)` writes
+    the same video in the pass that predicts; this is for a prediction already made, e.g. at
+    another threshold.)
 
-    size = (W, H) of the video written, default the masks' size (the source resolution for a
-    `Predictor`'s prediction): frames of another size are resized to it (area interpolation),
-    masks of another size too (nearest)."""
-    masks = pred.masks(threshold)  # (T, h, w)
-    width, height = size if size is not None else (masks.shape[2], masks.shape[1])
-    if masks.shape[1:] != (height, width):  # bool, or class ids (< 256: label_palette)
-        resized = [_resize(m.astype(np.uint16), (width, height), True) for m in masks]
-        masks = np.stack(resized).astype(masks.dtype)
-    last = len(masks) - 1
-    with open_writer(out_path, size=(width, height), fps=pred.fps, sample_rate=SAMPLE_RATE) as out:
-        out.write_audio(pred.waveform)
-        for time, frame in iter_video_frames(pred.source):
-            if frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            out.write_frame(overlay(frame, masks[min(max(math.floor(time), 0), last)]))
+    The source video is decoded again, at its own frame times (a variable frame rate is
+    kept); a prediction of an in-memory `Clip` (`pred.in_memory`) has no source to decode, so
+    its own sampled frames are drawn, one per second. size = (W, H) of the video
+    written, default the frames' size: frames are scaled to it while decoding (area), masks
+    are resized to it from the probabilities (bilinear, then thresholded)."""
+    width, height = size if size is not None else pred.size
+    width, height = int(width), int(height)
+    masks = pred.masks(threshold, size=(width, height))  # (T, H, W) bool or class ids
+    source = Path(pred.source)
+    if getattr(pred, "in_memory", False):  # a clip that is no file: its own frames
+        frames = [(float(t), _resize(f, (width, height))) for t, f in zip(pred.times, pred.frames)]
+        with open_writer(out_path, size=(width, height), fps=1, sample_rate=SAMPLE_RATE) as out:
+            out.write_audio(pred.waveform)
+            for second, (_, image) in enumerate(paint_frames(frames, masks)):
+                out.write_frame(image, second)
+        return Path(out_path)
+    with VideoStream(source) as video:
+        with open_writer(
+            out_path,
+            size=(width, height),
+            fps=pred.fps,
+            sample_rate=SAMPLE_RATE,
+            time_base=video.time_base,
+        ) as out:
+            out.write_audio(pred.waveform)
+            second, batch = None, []
+            for time, frame in video.frames():
+                if math.floor(time) != second and batch:
+                    for when, image in paint_frames(batch, masks):
+                        out.write_frame(image, when)
+                    batch.clear()
+                second = math.floor(time)
+                batch.append((time, frame_to_rgb(frame, (width, height))))
+            for when, image in paint_frames(batch, masks):
+                out.write_frame(image, when)
     return Path(out_path)

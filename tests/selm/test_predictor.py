@@ -114,11 +114,14 @@ def test_windows_padding_and_stitching(video):
     assert frames.shape == (1, 5, 3, 32, 32) and audio.shape == (1, 5, 1, 96, 64)
     for t in (2, 3, 4):  # padded at the end by repeating the last real frame
         torch.testing.assert_close(frames[0, t], frames[0, 1])
-    assert [f for f, _ in seen] == [0.5, 1.0] and "window 2/2" in seen[-1][1]
+    assert [f for f, _ in seen] == [0.25, 0.5, 0.75, 1.0]  # decode, model per window
+    assert [m.split(":")[0] for _, m in seen] == ["decode", "model"] * 2
+    assert "window 2/2" in seen[-1][1]
     assert isinstance(pred, Prediction)
     np.testing.assert_allclose(pred.times, frame_times(SECONDS))
     assert pred.frames.shape == (SECONDS, H, W, 3)
-    assert pred.probs.shape == (SECONDS, 1, H, W) and pred.probs.dtype == np.float32
+    assert pred.probs.shape == (SECONDS, 1, 32, 32) and pred.probs.dtype == np.float32  # grid
+    assert pred.masks().shape == (SECONDS, H, W)
     assert pred.fps == FPS and pred.duration == pytest.approx(SECONDS)
     assert pred.source == str(video) and pred.audio_label == "original"
     # every second lands in its own slot: the DAM map holds that frame's mean brightness
@@ -158,7 +161,7 @@ def test_audio_choices_change_the_result(video, tmp_path):
 
 def test_semantic_masks_are_class_ids(video):
     pred = Predictor(FakeSelM(num_classes=3)).predict(video, max_seconds=10)
-    assert pred.probs.shape == (SECONDS, 3, H, W)
+    assert pred.probs.shape == (SECONDS, 3, 32, 32)  # the model's grid
     np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-5)
     masks = pred.masks()
     assert masks.dtype == np.int64 and set(np.unique(masks)) == {0, 2}
@@ -201,7 +204,7 @@ def test_real_selm_tiny_and_the_cli_on_its_checkpoint(silent_video, tmp_path):
         pytest.skip(f"selm.modeling.model / selm.checkpoint not importable yet: {err}")
     model = build_selm("selm_tiny", input_size=64)
     pred = Predictor(model).predict(silent_video, audio="noise")  # 3 s: one padded window
-    assert pred.probs.shape == (3, 1, H, W)
+    assert pred.probs.shape == (3, 1, 64, 64)  # the model's output grid
     assert np.isfinite(pred.probs).all() and (pred.probs >= 0).all() and (pred.probs <= 1).all()
     assert [h.shape for h in pred.hit_maps] == [(3, 2, s, s) for s in (4, 8, 16)]
     assert len(pred.bcsm) == 4 and pred.bcsm[0]["norm_before"].shape == (3, 16, 16)
