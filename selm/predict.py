@@ -9,21 +9,25 @@ segmented area of every second, and optionally one mask PNG per second and a JSO
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import warnings
-from pathlib import Path
+from selm.runtime import yield_idle_threads
 
-import cv2
-import numpy as np
-import torch
-from tqdm import tqdm
+yield_idle_threads()  # before torch loads OpenMP: `python -m selm.predict` runs this first
 
-from selm.audio_source import AudioSource
-from selm.media import MediaError, MediaWarning
-from selm.predictor import Prediction, Predictor, check_inputs
-from selm.state_dict import atomic_path
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from selm.audio_source import AudioSource  # noqa: E402
+from selm.media import MediaError, MediaWarning  # noqa: E402
+from selm.predictor import Prediction, Predictor, check_inputs  # noqa: E402
+from selm.state_dict import atomic_path  # noqa: E402
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
