@@ -156,12 +156,12 @@ def _stream_seconds(stream) -> float | None:
 def declared_seconds(container) -> dict[str, float]:
     """What the container and each of its audio / video streams say they last, in seconds."""
     found = {}
-    if container.duration is not None and container.duration > 0:
-        found["the container"] = container.duration / av.time_base
     for stream in (*container.streams.video, *container.streams.audio):
         seconds = _stream_seconds(stream)
         if seconds is not None:
             found[f"its {stream.type} stream #{stream.index}"] = seconds
+    if container.duration is not None and container.duration > 0:
+        found["the container"] = container.duration / av.time_base
     return found
 
 
