@@ -4,6 +4,7 @@ import sys
 import types
 from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -308,3 +309,55 @@ def test_cli_bad_checkpoint_exits_2(video, tmp_path, capsys):
             ]
         )
     assert exit_info.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+def test_one_pass_overlay_matches_a_redraw_and_keeps_bounded_state(video, tmp_path):
+    """predict(..., overlay=) draws in the pass what write_overlay_video draws again later."""
+    from selm.render import write_overlay_video
+
+    seen = []
+    predictor = Predictor(FakeSelM())
+    pred = predictor.predict(
+        video, overlay=tmp_path / "a.mp4", progress=lambda f, m: seen.append((f, m))
+    )
+    assert pred.overlay == tmp_path / "a.mp4" and pred.overlay_threshold == 0.5
+    assert [m.split(":")[0] for _, m in seen] == ["decode", "model", "render", "encode"] * 2
+    assert all(b > a for (a, _), (b, _) in zip(seen, seen[1:])) and seen[-1][0] == 1.0
+    assert set(pred.timings) == {"decode", "log-mel", "model", "render", "encode"}
+    write_overlay_video(pred, tmp_path / "b.mp4")
+    decoded = []
+    for name in ("a.mp4", "b.mp4"):
+        with av.open(str(tmp_path / name)) as container:
+            frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+        decoded.append(frames)
+    assert len(decoded[0]) == len(decoded[1]) == SECONDS * FPS
+    for (ta, a), (tb, b) in zip(*decoded):
+        assert ta == pytest.approx(tb, abs=1e-6)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same frames, same encoder
+
+
+def test_an_in_memory_clip_renders_its_own_frames(tmp_path):
+    from selm.media import Clip
+    from selm.render import write_overlay_video
+
+    frames = np.zeros((3, H, W, 3), np.uint8)
+    frames[:, RECT[0], RECT[1]] = 255
+    clip = Clip(
+        frames=frames,
+        times=frame_times(3),
+        waveform=np.full(3 * 16000, 0.1, np.float32),
+        duration=3.0,
+        fps=1.0,
+        width=W,
+        height=H,
+        source="in memory",
+    )
+    pred = Predictor(FakeSelM()).predict(clip)
+    assert pred.in_memory
+    out = write_overlay_video(pred, tmp_path / "clip.mp4")
+    with av.open(str(out)) as container:
+        images = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert [t for t, _ in images] == [0.0, 1.0, 2.0]
+    for _, image in images:  # the bright object is drawn red
+        centre = image[16, 28].astype(int)
+        assert centre[0] - centre[1] > 60
