@@ -102,6 +102,13 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
         row["wall_s"] = time.perf_counter() - start
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return row
+    if case in ("startup", "demo"):  # as python -m selm.predict and app.py do, where they do
+        try:
+            from selm.runtime import yield_idle_threads
+
+            yield_idle_threads()
+        except ImportError:
+            pass
     from selm.predictor import Predictor
 
     if case == "startup":
