@@ -311,6 +311,13 @@ class FrameSampler:
             self._pick_last()
 
 
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """(n,) float32: the channel mean of a planar frame (as `to_mono_16k`, chunk by chunk, so
+    only one channel's worth of samples is held)."""
+    planes = frame.to_ndarray()  # (C, n)
+    return planes[0] if len(planes) == 1 else planes.mean(0, dtype=np.float32)
+
+
 def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
     """Decode `stream` from the start until `stop` seconds -> (S,) float32 mono 16 kHz."""
     resampler = av.AudioResampler(format="fltp")  # sample format only; rate, layout kept
@@ -323,8 +330,8 @@ def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
                 origin = start if origin is None else origin
                 if start - origin > stop:
                     break
-            chunks.extend(c.to_ndarray() for c in resampler.resample(frame))  # (C, n)
-        chunks.extend(c.to_ndarray() for c in resampler.resample(None))
+            chunks.extend(_mono(c) for c in resampler.resample(frame))
+        chunks.extend(_mono(c) for c in resampler.resample(None))
     except av.FFmpegError as err:
         name = Path(container.name).name
         raise MediaError(
@@ -332,8 +339,7 @@ def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
         ) from err
     if not chunks:
         return None
-    wave = torch.from_numpy(np.concatenate(chunks, axis=1))
-    wave = to_mono_16k(wave, resampler.rate).numpy()
+    wave = to_mono_16k(torch.from_numpy(np.concatenate(chunks)), resampler.rate).numpy()
     return wave if stop is None else wave[: math.ceil(stop * SAMPLE_RATE)]
 
 

@@ -447,13 +447,13 @@ class Predictor:
                     writer.write_audio(heard.samples(stop)[audio_written:])
                     audio_written = stop
                 masks = probs_to_masks(result["probs"], (shape[1], shape[0]), threshold)
-                painted = paint_frames(buffer, masks, start)
-                buffer.clear()
                 clock.stage("render")
-                step("render")
-                for when, image in painted:
+                for when, image in paint_frames(buffer, masks, start):  # one frame at a time
+                    clock.stage("render")
                     writer.write_frame(image, when)
-                clock.stage("encode")
+                    clock.stage("encode")
+                buffer.clear()
+                step("render")
                 step("encode")
 
             for when, frame in video.frames():

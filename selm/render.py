@@ -274,8 +274,8 @@ def open_writer(
     """A `MediaWriter` for `path` (format from its suffix): a video stream when size = (W, H)
     and fps are given, an audio stream when sample_rate is. `video_options`: encoder options
     (default for x264: crf 20, preset veryfast). `time_base`: seconds per tick of the frame
-    times (default 1 / fps; give the source's to keep its timestamps exact). The file appears only when the block ends
-    without an error (temp file beside it + os.replace)."""
+    times (default 1 / fps; give the source's to keep its timestamps exact). The file appears
+    only when the block ends without an error (temp file beside it + os.replace)."""
     if (size is None) != (fps is None) or (size is None and sample_rate is None):
         raise ValueError("open_writer needs size and fps (video) and/or sample_rate (audio)")
     with atomic_path(path) as tmp:
@@ -306,19 +306,18 @@ def paint_frames(
     masks: np.ndarray,
     first_second: int = 0,
     alpha: float = 0.5,
-) -> list[tuple[float | Fraction, np.ndarray]]:
+) -> Iterator[tuple[float | Fraction, np.ndarray]]:
     """Draw on each (time, (H, W, 3) uint8) frame the mask of the second it falls in:
     masks[k] (H, W) is second first_second + k; times before or after the masks take the
-    first or last one. The masks' work (contours, colour tables) is done once per second."""
+    first or last one. The masks' work (contours, colour tables) is done once per second;
+    frames are drawn one at a time, as they are asked for (a generator: one copy alive)."""
     painters: dict[int, MaskPainter] = {}
-    painted = []
     last = len(masks) - 1
     for time, frame in frames:
         index = min(max(math.floor(time) - first_second, 0), last)
         if index not in painters:
             painters[index] = MaskPainter(masks[index], alpha)
-        painted.append((time, painters[index].paint(frame)))
-    return painted
+        yield time, painters[index].paint(frame)
 
 
 def write_overlay_video(
