@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,18 +82,29 @@ def audio_for_model(request: AudioRequest, video: VideoInfo) -> AudioSource:
 
 
 def display_copy(pred, max_side: int):
-    """The prediction with frames and probabilities resized so the longer side is <= max_side
-    (maps from the model's own grids are kept as they are)."""
+    """The prediction with frames resized so the longer side is <= max_side (probabilities
+    and maps stay at the model's own grids; masks are drawn at the frames' size)."""
     count, height, width = pred.frames.shape[:3]
     w, h = display_size(width, height, max_side)
     if (w, h) == (width, height):
         return pred
     frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in pred.frames])
-    planes = pred.probs.reshape(-1, height, width)  # (T * N, H, W)
-    probs = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in planes])
-    return dataclasses.replace(
-        pred, frames=frames, probs=probs.reshape(count, -1, h, w).astype(np.float32)
-    )
+    return dataclasses.replace(pred, frames=frames)
+
+
+DEFAULT_THRESHOLD = 0.5  # the UI's initial mask threshold: the overlay of the first pass
+
+
+def pending_overlay() -> Path:
+    """A fresh temporary mp4 path for the overlay a run writes; `write_overlay` moves it into
+    the request's folder (or it is removed with its prediction)."""
+    handle, name = tempfile.mkstemp(prefix="selm-overlay-", suffix=".mp4")
+    os.close(handle)
+    return Path(name)
+
+
+def _remove_file(path: Path) -> None:
+    Path(path).unlink(missing_ok=True)
 
 
 def _part(progress: Progress | None, start: float, span: float, what: str) -> Progress | None:
@@ -113,12 +126,24 @@ def run_model(
     """Check the inputs, run the predictor in windows, keep a display-size copy."""
     info = probe_video(video, limits)
     audio_arg = audio_for_model(audio, info)
+    overlay = pending_overlay()  # drawn at the default threshold in the same pass
     try:
         pred = predictor.predict(
-            str(info.path), audio=audio_arg, progress=progress, max_seconds=limits.max_seconds
+            str(info.path),
+            audio=audio_arg,
+            progress=progress,
+            max_seconds=limits.max_seconds,
+            overlay=overlay,
+            threshold=DEFAULT_THRESHOLD,
+            max_side=max_side,
         )
     except MediaError as err:
+        overlay.unlink(missing_ok=True)
         raise DemoError(str(err)) from err
+    except BaseException:
+        overlay.unlink(missing_ok=True)
+        raise
+    weakref.finalize(pred, _remove_file, overlay)  # when the overlay is never shown
     return display_copy(pred, max_side)
 
 

@@ -10,6 +10,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import plotly.graph_objects as go
@@ -258,11 +259,24 @@ def display_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def write_overlay(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> Path:
-    """The source video at its own frame rate, at the size of `pred.frames`, with the mask of
+    """The source video at its own frame times, at the size of `pred.frames`, with the mask of
     the second each frame falls in and the audio the model heard -> H.264 + AAC mp4.
 
-    `selm.render.write_overlay_video` writes it; the demo asks for its display size, which
-    keeps a 60 s upload quick to encode and to stream.
+    The overlay the run drew in its one pass (`pred.overlay`, at `pred.overlay_threshold`) is
+    moved here when it fits; otherwise (another threshold, already moved)
+    `selm.render.write_overlay_video` draws it again at the display size.
     """
     height, width = pred.frames.shape[1:3]
+    made = getattr(pred, "overlay", None)
+    if made is not None and pred.overlay_threshold == threshold and Path(made).is_file():
+        with av.open(str(made)) as container:
+            stream = container.streams.video[0]
+            fits = (stream.width - width, stream.height - height) in (
+                (0, 0),
+                (width % 2, height % 2),
+            )
+        if fits:
+            os.replace(made, out_path)
+            pred.overlay = None
+            return Path(out_path)
     return write_overlay_video(pred, out_path, threshold, size=(width, height))

@@ -15,12 +15,8 @@ from pathlib import Path
 
 import av
 
-from selm.media import over_limit
+from selm.media import over_limit, unreadable_message
 
-COMMON_FORMATS = {
-    "video": ("mp4, webm, mov or mkv", (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")),
-    "audio file": ("wav, mp3, flac or ogg", (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus")),
-}
 # an absolute path in a message: shown as its file name (messages reach visitors)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~])(?:/[^\s'\"/:,;()\[\]]+)+/([^\s'\"/:,;()\[\]]*)")
 
@@ -70,20 +66,8 @@ def _open(path: str | os.PathLike, what: str):
     try:
         return av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError, OSError) as err:
-        formats, suffixes = COMMON_FORMATS[what]
-        reason = getattr(err, "strerror", None) or type(err).__name__
-        if path.suffix.lower() in suffixes:
-            advice = (
-                f"it is named like a {what} but its contents cannot be read: the file is "
-                "damaged or truncated (e.g. an interrupted upload or copy). Export or download "
-                "it again."
-            )
-        else:
-            advice = f"upload a common format: {formats}."
-        raise DemoError(
-            f"{path.name!r} is not a {what} the demo can read (FFmpeg: {scrub_paths(reason)}); "
-            f"{advice}"
-        ) from err
+        message = unreadable_message(path, err, what, reader="the demo", verb="upload")
+        raise DemoError(scrub_paths(message)) from err
 
 
 def _stream_seconds(container, stream) -> float:

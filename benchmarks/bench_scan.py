@@ -68,11 +68,28 @@ def scan_inputs(batch: int, dim: int, length: int, n: int, device: torch.device)
 def scan_variants(device: torch.device) -> dict[str, Callable]:
     variants = {
         f"pure-{method}": partial(selective_scan_ref, delta_softplus=True, recurrence=method)
-        for method in ("auto", "sequential", "parallel")
+        for method in ("auto", "sequential", "parallel", "stepwise")
     }
+    try:  # measured side by side when installed (`pip install mambapy`); never a dependency
+        from mambapy.pscan import pscan
+
+        variants["mambapy-pscan"] = partial(_mambapy_scan, pscan)
+    except ImportError:
+        pass
     if device.type == "cuda" and HAS_MAMBA_KERNEL:
         variants["kernel"] = partial(selective_scan, delta_softplus=True, use_kernel=True)
     return variants
+
+
+def _mambapy_scan(pscan, u, delta, A, B, C, D=None, z=None, delta_bias=None, **_):
+    """The same scan through mambapy's parallel scan (its MambaBlock.selective_scan's math)."""
+    dt = torch.nn.functional.softplus(delta + delta_bias[:, None]).transpose(1, 2)  # (B, L, Dm)
+    x = u.transpose(1, 2)
+    decay = torch.exp(dt.unsqueeze(-1) * A)  # (B, L, Dm, N)
+    drive = (dt * x).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)  # (B, L, Dm, N)
+    hs = pscan(decay, drive)
+    y = (hs @ C.transpose(1, 2).unsqueeze(-1)).squeeze(3) + D * x
+    return (y * torch.nn.functional.silu(z.transpose(1, 2))).transpose(1, 2)
 
 
 def scan_forward(fn: Callable, inputs: dict) -> None:

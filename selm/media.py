@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class Clip:
     width: int
     height: int
     source: str
+    notes: list[str] = field(default_factory=list)  # what the file did not hold as it declared
 
     @property
     def has_audio(self) -> bool:
@@ -71,10 +73,37 @@ class Clip:
         return len(self.times)
 
 
+# what "a common format" means in messages, and the suffixes that claim to be one
+COMMON_FORMATS = {
+    "video": ("mp4, webm, mov or mkv", (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")),
+    "audio file": ("wav, mp3, flac or ogg", (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus")),
+}
+
+
+def unreadable_message(
+    path: Path, err: Exception, what: str = "video", *, reader: str = "selm", verb: str = "give"
+) -> str:
+    """One wording, for the CLI and the demo alike, for a file FFmpeg cannot open: a file named
+    like a `what` is damaged or truncated; anything else is not a common format. `reader` and
+    `verb` fit the words to where they are read ("the demo", "upload")."""
+    formats, suffixes = COMMON_FORMATS[what]
+    reason = getattr(err, "strerror", None) or type(err).__name__  # no errno numbers
+    if path.suffix.lower() in suffixes:
+        advice = (
+            f"it is named like a {what} but its contents cannot be read: the file is damaged or "
+            "truncated (e.g. an interrupted upload or copy). Export or download it again."
+        )
+    else:
+        advice = f"{verb} a common format: {formats}."
+    return f"{path.name!r} is not a {what} {reader} can read (FFmpeg: {reason}); {advice}"
+
+
 def _existing(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path.name!r} is empty (0 bytes); give another file")
     return path
 
 
@@ -83,10 +112,8 @@ def _open(path: Path) -> Iterator[av.container.InputContainer]:
     try:
         container = av.open(str(path))
     except av.FFmpegError as err:
-        raise MediaError(
-            f"{path.name} is not a readable media file ({err}); give a video such as mp4, webm, "
-            "mov, avi or mkv, or an audio file such as wav, mp3, flac, m4a or ogg"
-        ) from err
+        what = "audio file" if path.suffix.lower() in COMMON_FORMATS["audio file"][1] else "video"
+        raise MediaError(unreadable_message(path, err, what)) from err
     try:
         yield container
     finally:
@@ -100,10 +127,36 @@ def _too_long(path: Path, seconds: float, max_seconds: float) -> MediaError:
     )
 
 
-def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    """(H, W, 3) uint8 RGB as displayed: the container's rotation applied."""
+DEFAULT_MAX_PIXELS = 1280 * 720  # frames are decoded at most this large unless asked otherwise
+AUDIO_MARGIN = 1.0  # s of audio decoded past the seconds needed (resampling needs a little)
+TRUNCATION_SLACK = 0.25  # s: less video than the stream declares by more than this is reported
+
+
+class MediaWarning(UserWarning):
+    """A media file was usable but not as it declares itself (e.g. truncated)."""
+
+
+def fit_pixels(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """(W, H) scaled down (aspect kept, never enlarged) so that W * H <= max_pixels."""
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    return round(getattr(frame, "rotation", 0) / 90) % 4  # quarter turns, counter-clockwise
+
+
+def frame_to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB as displayed (the container's rotation applied); with size = (W, H)
+    of the displayed picture, scaled to it while converting (swscale, area)."""
+    quarter_turns = _rotation(frame)
+    if size is not None:
+        width, height = size if quarter_turns % 2 == 0 else size[::-1]
+        if (width, height) != (frame.width, frame.height):
+            frame = frame.reformat(width, height, "rgb24", interpolation="AREA")
     image = frame.to_ndarray(format="rgb24")
-    quarter_turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counter-clockwise
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
@@ -119,48 +172,109 @@ def _frame_start(frame: av.VideoFrame, index: int, fps: Fraction | None) -> Frac
     return index / fps if fps else None
 
 
-class _FrameSampler:
-    """Picks, in one pass, the last frame shown at or before each instant i + 14/16 s.
+def _stream_seconds(stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    return None
 
-    Only the current frame is held (as a decoded PyAV frame) and only picked frames are
-    converted to RGB arrays.
+
+def declared_seconds(container) -> dict[str, float]:
+    """What the container and each of its audio / video streams say they last, in seconds."""
+    found = {}
+    for stream in (*container.streams.video, *container.streams.audio):
+        seconds = _stream_seconds(stream)
+        if seconds is not None:
+            found[f"its {stream.type} stream #{stream.index}"] = seconds
+    if container.duration is not None and container.duration > 0:
+        found["the container"] = container.duration / av.time_base
+    return found
+
+
+def _check_declared(path: Path, container, max_seconds: float | None) -> None:
+    """Refuse, before decoding anything, a file any of whose streams declares too long."""
+    if max_seconds is None:
+        return
+    for what, seconds in declared_seconds(container).items():
+        if over_limit(seconds, max_seconds):
+            raise MediaError(
+                f"{path.name}: {what} lasts {seconds:.1f} s, longer than the limit of "
+                f"{max_seconds:g} s; trim it (e.g. `ffmpeg -i in.mp4 -t {max_seconds:g} "
+                "-c copy out.mp4`, which cuts every stream) or raise max_seconds"
+            )
+
+
+class VideoStream:
+    """An open video file, read once from start to end: `frames()` yields (seconds since the
+    first frame, decoded frame) in presentation order, without duplicate or out-of-order
+    timestamps, and refuses frames past `max_seconds`; then `duration` is known.
+
+    Every stream's and the container's declared duration is checked against `max_seconds`
+    when it opens, before anything is decoded.
     """
 
-    def __init__(self, fps: Fraction | None, max_seconds: float | None, path: Path) -> None:
-        self.fps, self.max_seconds, self.path = fps, max_seconds, path
-        self.picks: list[np.ndarray] = []
-        self.count = 0
-        self.origin: Fraction | None = None
+    def __init__(self, path: str | os.PathLike, max_seconds: float | None = None) -> None:
+        self.path = _existing(path)
+        self.max_seconds = max_seconds
+        self._context = _open(self.path)
+        self.container = self._context.__enter__()
+        try:
+            if not self.container.streams.video:
+                raise MediaError(
+                    f"{self.path.name} has no video stream; give a video file (an audio file "
+                    "can only be used as the audio of a video)"
+                )
+            _check_declared(self.path, self.container, max_seconds)
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+        except BaseException:
+            self.close()
+            raise
+        self.fps = _fps(self.stream)
+        self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else None
+        self.declared = _stream_seconds(self.stream)  # the video stream's own, or None
+        self.has_audio = bool(self.container.streams.audio)
+        self.count = 0  # frames yielded
         self.last: av.VideoFrame | None = None
         self.last_time = Fraction(0)
-        self.last_rgb: np.ndarray | None = None
         self.gap = Fraction(0)  # last inter-frame interval, a fallback for the frame duration
+        self.duration: float | None = None
 
-    def _pick_last(self) -> None:
-        if self.last_rgb is None:
-            self.last_rgb = _rgb(self.last)
-        self.picks.append(self.last_rgb)
+    def __enter__(self) -> VideoStream:
+        return self
 
-    def push(self, frame: av.VideoFrame) -> None:
-        start = _frame_start(frame, self.count, self.fps)
-        if start is None:
-            start = self.last_time + self.gap if self.count else Fraction(0)
-        if self.origin is None:
-            self.origin = start
-        time = start - self.origin
-        if self.count and time <= self.last_time:
-            return  # a duplicate or out-of-order timestamp: keep the first frame shown
-        if over_limit(time, self.max_seconds):
-            raise _too_long(self.path, float(time), self.max_seconds)
-        while self.last is not None and time > len(self.picks) + FRAME_OFFSET:
-            self._pick_last()
-        if self.count:
-            self.gap = time - self.last_time
-        self.last, self.last_time, self.last_rgb = frame, time, None
-        self.count += 1
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-    def finish(self) -> tuple[np.ndarray, float]:
-        """-> frames (n, H, W, 3) uint8, duration in seconds."""
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def frames(self) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        origin, index = None, 0
+        try:
+            for frame in self.container.decode(self.stream):
+                start = _frame_start(frame, index, self.fps)
+                index += 1
+                if start is None:
+                    start = self.last_time + self.gap if self.count else Fraction(0)
+                if origin is None:
+                    origin = start
+                time = start - origin
+                if self.count and time <= self.last_time:
+                    continue  # a duplicate or out-of-order timestamp: keep the first shown
+                if over_limit(time, self.max_seconds):
+                    raise _too_long(self.path, float(time), self.max_seconds)
+                if self.count:
+                    self.gap = time - self.last_time
+                self.last, self.last_time = frame, time
+                self.count += 1
+                yield time, frame
+        except av.FFmpegError as err:
+            raise MediaError(
+                f"{self.path.name} could not be decoded ({err}); re-encode it or give another file"
+            ) from err
+        self._finish()
+
+    def _finish(self) -> None:
         if self.last is None:
             raise MediaError(
                 f"{self.path.name} has a video stream but no decodable frame; re-encode it "
@@ -169,122 +283,181 @@ class _FrameSampler:
         length = Fraction(self.last.duration or 0) * Fraction(self.last.time_base or 0)
         if length <= 0:
             length = 1 / self.fps if self.fps else self.gap
-        duration = float(self.last_time + length)
-        if over_limit(duration, self.max_seconds):
-            raise _too_long(self.path, duration, self.max_seconds)
-        num_seconds = max(1, math.ceil(duration - PARTIAL_SECOND_MIN))
+        self.duration = float(self.last_time + length)
+        if over_limit(self.duration, self.max_seconds):
+            raise _too_long(self.path, self.duration, self.max_seconds)
+
+    @property
+    def num_seconds(self) -> int:
+        """Whole or partial seconds of the video (known once `frames()` has run out)."""
+        return max(1, math.ceil(self.duration - PARTIAL_SECOND_MIN))
+
+    @property
+    def mean_fps(self) -> float:
+        return float(self.fps) if self.fps else self.count / self.duration
+
+    def truncation(self) -> str | None:
+        """A message when less video was decoded than the stream declares, else None."""
+        if self.declared is None or self.duration >= self.declared - TRUNCATION_SLACK:
+            return None
+        return (
+            f"{self.path.name}: only {self.duration:.2f} s of video could be decoded, but the "
+            f"file declares {self.declared:.2f} s (is it truncated, e.g. an incomplete "
+            "download?); the result covers the decoded part only"
+        )
+
+
+class FrameSampler:
+    """Picks, in one pass, the last frame shown at or before each instant i + 14/16 s.
+
+    Frames are pushed as (time, frame) in increasing time; `rgb(frame)` converts a picked one
+    (only picked frames are converted). `picks` holds the RGB arrays picked so far.
+    """
+
+    def __init__(self, rgb: Callable[[av.VideoFrame], np.ndarray]) -> None:
+        self.rgb = rgb
+        self.picks: list[np.ndarray] = []
+        self.last: av.VideoFrame | None = None
+        self.last_rgb: np.ndarray | None = None
+
+    def _pick_last(self) -> None:
+        if self.last_rgb is None:
+            self.last_rgb = self.rgb(self.last)
+        self.picks.append(self.last_rgb)
+
+    def push(self, time: Fraction, frame: av.VideoFrame, rgb: np.ndarray | None = None) -> None:
+        """`rgb`: the frame already converted, when the caller has it."""
+        while self.last is not None and time > len(self.picks) + FRAME_OFFSET:
+            self._pick_last()
+        self.last, self.last_rgb = frame, rgb
+
+    def finish(self, num_seconds: int) -> None:
         while len(self.picks) < num_seconds:
             self._pick_last()
-        return np.stack(self.picks), duration
 
 
-class _AudioCollector:
-    """Decoded audio frames -> (S,) float32 mono 16 kHz (channel mean, as `to_mono_16k`)."""
-
-    def __init__(self) -> None:
-        self.resampler = av.AudioResampler(format="fltp")  # sample format only; rate, layout kept
-        self.chunks: list[np.ndarray] = []
-
-    def push(self, frame: av.AudioFrame | None) -> None:
-        for converted in self.resampler.resample(frame):
-            self.chunks.append(converted.to_ndarray())  # (C, n)
-
-    def finish(self) -> np.ndarray | None:
-        self.push(None)
-        if not self.chunks:
-            return None
-        wave = torch.from_numpy(np.concatenate(self.chunks, axis=1))
-        return to_mono_16k(wave, self.resampler.rate).numpy()
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """(n,) float32: the channel mean of a planar frame (as `to_mono_16k`, chunk by chunk, so
+    only one channel's worth of samples is held)."""
+    planes = frame.to_ndarray()  # (C, n)
+    return planes[0] if len(planes) == 1 else planes.mean(0, dtype=np.float32)
 
 
-def _decode(container, streams, sampler=None, audio=None) -> None:
+def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
+    """Decode `stream` from the start until `stop` seconds -> (S,) float32 mono 16 kHz."""
+    resampler = av.AudioResampler(format="fltp")  # sample format only; rate, layout kept
+    chunks: list[np.ndarray] = []
+    origin = None
     try:
-        for packet in container.demux(*streams):
-            for frame in packet.decode():
-                if isinstance(frame, av.VideoFrame):
-                    sampler.push(frame)
-                elif audio is not None:
-                    audio.push(frame)
+        for frame in container.decode(stream):
+            if stop is not None and frame.pts is not None and frame.time_base is not None:
+                start = frame.pts * frame.time_base
+                origin = start if origin is None else origin
+                if start - origin > stop:
+                    break
+            chunks.extend(_mono(c) for c in resampler.resample(frame))
+        chunks.extend(_mono(c) for c in resampler.resample(None))
     except av.FFmpegError as err:
         name = Path(container.name).name
         raise MediaError(
             f"{name} could not be decoded ({err}); re-encode it or give another file"
         ) from err
+    if not chunks:
+        return None
+    wave = to_mono_16k(torch.from_numpy(np.concatenate(chunks)), resampler.rate).numpy()
+    return wave if stop is None else wave[: math.ceil(stop * SAMPLE_RATE)]
 
 
-def iter_video_frames(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (seconds since the first frame, (H, W, 3) uint8 RGB as displayed) for every frame."""
+def read_audio_track(path: str | os.PathLike, seconds: float | None = None) -> np.ndarray | None:
+    """The first audio stream of a file -> (S,) float32 mono 16 kHz, or None when it has none.
+
+    With `seconds`, only the first `seconds` (plus AUDIO_MARGIN, cut off again) are decoded,
+    however long the track: a 30-min track under a 5-s video costs 5 s of decoding."""
     path = _existing(path)
     with _open(path) as container:
-        if not container.streams.video:
-            raise MediaError(f"{path.name} has no video stream; give a video file")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps, origin = _fps(stream), None
-        for index, frame in enumerate(container.decode(stream)):
-            start = _frame_start(frame, index, fps) or Fraction(0)
-            origin = start if origin is None else origin
-            yield float(start - origin), _rgb(frame)
+        if not container.streams.audio:
+            return None
+        stop = None if seconds is None else seconds + AUDIO_MARGIN
+        wave = _decode_audio(container, container.streams.audio[0], stop)
+    if wave is not None and seconds is not None:
+        wave = wave[: round(seconds * SAMPLE_RATE)]
+    return wave
 
 
-def read_video(path: str | os.PathLike, max_seconds: float | None = None) -> Clip:
+def iter_video_frames(
+    path: str | os.PathLike, size: tuple[int, int] | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (seconds since the first frame, (H, W, 3) uint8 RGB as displayed, at size = (W, H)
+    when given) for every frame, skipping duplicate or out-of-order timestamps."""
+    with VideoStream(path) as video:
+        for time, frame in video.frames():
+            yield float(time), frame_to_rgb(frame, size)
+
+
+def read_video(
+    path: str | os.PathLike,
+    max_seconds: float | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Clip:
     """Decode a video (mp4, webm, mov, avi, mkv, ...) in one pass -> `Clip`.
 
-    Raises MediaError for a file that is not media, has no video stream or no decodable frame,
-    or lasts longer than `max_seconds`.
+    Frames larger than `max_pixels` are scaled down while decoding (None: source size). The
+    audio track is decoded only as far as the video lasts. Raises MediaError for a file that is
+    not media, has no video stream or no decodable frame, or any of whose streams lasts longer
+    than `max_seconds`; warns (MediaWarning) when less video decodes than the file declares.
     """
-    path = _existing(path)
-    with _open(path) as container:
-        if not container.streams.video:
-            raise MediaError(
-                f"{path.name} has no video stream; give a video file (an audio file can only be "
-                "used as the audio of a video)"
-            )
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if max_seconds is not None:
-            if stream.duration is not None and stream.time_base is not None:
-                declared = float(stream.duration * stream.time_base)
-            else:
-                declared = (container.duration or 0) / av.time_base
-            if over_limit(declared, max_seconds):
-                raise _too_long(path, declared, max_seconds)
-        fps = _fps(stream)
-        sampler = _FrameSampler(fps, max_seconds, path)
-        streams = [stream]
-        audio = None
-        if container.streams.audio:
-            streams.append(container.streams.audio[0])
-            audio = _AudioCollector()
-        _decode(container, streams, sampler, audio)
-        frames, duration = sampler.finish()
-        waveform = audio.finish() if audio is not None else None
-    count = len(frames)
+    with VideoStream(path, max_seconds) as video:
+        size = None
+        sampler = FrameSampler(lambda frame: frame_to_rgb(frame, size))
+        for time, frame in video.frames():
+            if size is None:
+                size = displayed_size(frame, max_pixels)
+            sampler.push(time, frame)
+        sampler.finish(video.num_seconds)
+        notes = [video.truncation()] if video.truncation() else []
+    for note in notes:
+        warnings.warn(note, MediaWarning, stacklevel=2)
+    waveform = read_audio_track(video.path, video.duration) if video.has_audio else None
+    frames = np.stack(sampler.picks)
     return Clip(
         frames=frames,
-        times=frame_times(count),
+        times=frame_times(len(frames)),
         waveform=waveform,
-        duration=duration,
-        fps=float(fps) if fps else sampler.count / duration,
+        duration=video.duration,
+        fps=video.mean_fps,
         width=frames.shape[2],
         height=frames.shape[1],
-        source=str(path),
+        source=str(video.path),
+        notes=notes,
     )
 
 
-def read_audio(path: str | os.PathLike) -> np.ndarray:
+def displayed_size(
+    frame: av.VideoFrame, max_pixels: int | None, max_side: int | None = None
+) -> tuple[int, int]:
+    """(W, H) of the displayed picture (rotation applied), scaled down (aspect kept) to at most
+    max_pixels and to a longer side of at most max_side."""
+    width, height = frame.width, frame.height
+    if _rotation(frame) % 2:
+        width, height = height, width
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    return fit_pixels(width, height, max_pixels)
+
+
+def read_audio(path: str | os.PathLike, seconds: float | None = None) -> np.ndarray:
     """An audio file (wav, mp3, flac, m4a, ogg, ...) or a video's audio track ->
-    (S,) float32 mono at 16 kHz. soundfile is the fallback for what PyAV cannot read."""
+    (S,) float32 mono at 16 kHz; with `seconds`, only that much is decoded (see
+    `read_audio_track`). soundfile is the fallback for what PyAV cannot read."""
     path = _existing(path)
     try:
-        with _open(path) as container:
-            if not container.streams.audio:
-                raise MediaError(f"{path.name} has no audio stream; give an audio file")
-            audio = _AudioCollector()
-            _decode(container, [container.streams.audio[0]], audio=audio)
-            wave = audio.finish()
+        wave = read_audio_track(path, seconds)
+        if wave is None:
+            raise MediaError(f"{path.name} has no audio stream; give an audio file")
     except MediaError as err:
-        wave = _read_with_soundfile(path, err)
+        wave = _read_with_soundfile(path, err, seconds)
     if wave is None or wave.size == 0:
         raise MediaError(f"{path.name} holds no audio samples; give another audio file")
     from selm.audio_source import checked_waveform  # audio_source imports this module
@@ -292,14 +465,18 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
     return checked_waveform(wave, path.name)
 
 
-def _read_with_soundfile(path: Path, err: MediaError) -> np.ndarray:
+def _read_with_soundfile(path: Path, err: MediaError, seconds: float | None) -> np.ndarray:
     import soundfile
 
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (S, C)
+        with soundfile.SoundFile(str(path)) as sound:
+            rate = sound.samplerate
+            frames = -1 if seconds is None else math.ceil((seconds + AUDIO_MARGIN) * rate)
+            data = sound.read(frames, dtype="float32", always_2d=True)  # (S, C)
     except (RuntimeError, soundfile.LibsndfileError):
         raise err from None
-    return to_mono_16k(torch.from_numpy(data.T.copy()), rate).numpy()
+    wave = to_mono_16k(torch.from_numpy(data.T.copy()), rate).numpy()
+    return wave if seconds is None else wave[: round(seconds * SAMPLE_RATE)]
 
 
 def white_noise(num_samples: int, seed: int, std: float = 0.1) -> np.ndarray:

@@ -9,22 +9,28 @@ segmented area of every second, and optionally one mask PNG per second and a JSO
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
+from selm.runtime import yield_idle_threads
 
-import cv2
-import numpy as np
-import torch
-from tqdm import tqdm
+yield_idle_threads()  # before torch loads OpenMP: `python -m selm.predict` runs this first
 
-from selm.audio_source import AudioSource
-from selm.media import MediaError, read_video
-from selm.predictor import Prediction, Predictor, resolve_audio
-from selm.render import write_overlay_video
-from selm.state_dict import atomic_path
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from selm.audio_source import AudioSource  # noqa: E402
+from selm.media import MediaError, MediaWarning, VideoStream  # noqa: E402
+from selm.predictor import Prediction, Predictor, check_inputs  # noqa: E402
+from selm.state_dict import atomic_path  # noqa: E402
+
+BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
 # containers that take the overlay's H.264 video and AAC audio (selm.render.write_overlay_video)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
@@ -178,30 +184,44 @@ def main(argv: list[str] | None = None) -> int:
     if errors := output_errors(args, out):
         parser.error("; ".join(errors))
     try:
-        clip = read_video(args.video, max_seconds=args.max_seconds)
-        if audio.kind == "original" and not clip.has_audio:
+        with VideoStream(args.video, args.max_seconds) as stream:
+            has_audio = stream.has_audio
+        if audio.kind == "original" and not has_audio:
             parser.error(
                 f"{args.video.name} has no audio track; choose what the model hears with "
                 "--mute, --noise or --audio FILE"
             )
-        resolve_audio(clip, audio)  # fail before the model loads
+        check_inputs(args.video, audio, args.max_seconds)  # fail before the model loads
     except MediaError as err:
         parser.error(str(err))
     try:
         predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"--checkpoint: {err}")
-    windows = -(-clip.num_seconds // predictor.config.num_frames)
-    with tqdm(total=windows, unit="window", desc=args.video.name) as bar:
+    # one pass over the video: decode, model, draw and encode the overlay window by window
+    with tqdm(total=1000, unit="‰", desc=args.video.name, bar_format=BAR) as bar:
 
         def progress(fraction: float, message: str) -> None:
             bar.set_postfix_str(message)
-            bar.update(round(fraction * windows) - bar.n)
+            bar.update(round(fraction * 1000) - bar.n)
 
-        pred = predictor.predict(clip, audio=audio, progress=progress)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MediaWarning)  # printed below as pred.notes
+                pred = predictor.predict(
+                    args.video,
+                    audio=audio,
+                    progress=progress,
+                    max_seconds=args.max_seconds,
+                    overlay=out,
+                    threshold=args.threshold,
+                )
+        except MediaError as err:
+            parser.error(str(err))
+        except OSError as err:
+            parser.error(f"could not write the outputs: {err}")
     summary = summarize(pred, args.threshold)
     try:
-        write_overlay_video(pred, out, threshold=args.threshold)
         if args.masks_dir is not None:
             write_masks(pred, args.masks_dir, args.threshold)
         if args.json is not None:
@@ -209,9 +229,12 @@ def main(argv: list[str] | None = None) -> int:
                 tmp.write_text(json.dumps(summary, indent=2))
     except OSError as err:
         parser.error(f"could not write the outputs: {err}")
+    for note in pred.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    width, height = pred.size
     print(
-        f"{args.video.name}: {clip.num_seconds} s at {clip.fps:.2f} fps, "
-        f"{clip.width}x{clip.height}, audio heard: {pred.audio_label}"
+        f"{args.video.name}: {len(pred.times)} s at {pred.fps:.2f} fps, "
+        f"{width}x{height}, audio heard: {pred.audio_label}"
     )
     for entry in summary["seconds"]:
         print(f"  second {int(entry['time']):3d}: {100 * entry['area']:5.1f}% segmented")

@@ -9,10 +9,14 @@ padded per `cfg.audio_padding`) with frame_mask False, so padding never changes 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +27,20 @@ from selm.audio import SAMPLE_RATE, log_mel_examples
 from selm.audio_source import NAMED, AudioSource, checked_waveform
 from selm.frames import model_input
 from selm.media import (
+    DEFAULT_MAX_PIXELS,
+    PARTIAL_SECOND_MIN,
     Clip,
+    FrameSampler,
     MediaError,
+    MediaWarning,
+    VideoStream,
+    declared_seconds,
+    displayed_size,
+    frame_times,
+    frame_to_rgb,
     over_limit,
     read_audio,
-    read_video,
+    read_audio_track,
     white_noise,
 )
 from selm.state_dict import CheckpointError
@@ -35,37 +48,72 @@ from selm.state_dict import CheckpointError
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
 AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.audio_source)
+MASK_CHUNK = 16  # seconds of probabilities resized at a time (bounds `masks()`'s memory)
+STAGES = ("decode", "log-mel", "model", "render", "encode")
 
 Progress = Callable[[float, str], object]
 
 
+def probs_to_masks(
+    probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5
+) -> np.ndarray:
+    """(T, N, h, w) probabilities -> (T, H, W) masks at size = (H, W), resized bilinearly
+    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax."""
+    probs = torch.as_tensor(probs)
+    parts = []
+    for start in range(0, len(probs), MASK_CHUNK):
+        p = probs[start : start + MASK_CHUNK].float()
+        if tuple(p.shape[2:]) != tuple(size):
+            p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=False)
+        p = p.clamp(0, 1)
+        parts.append((p[:, 0] > threshold) if p.shape[1] == 1 else p.argmax(1))
+    masks = torch.cat(parts) if parts else torch.zeros((0, *size), dtype=torch.bool)
+    return masks.numpy() if masks.dtype == torch.bool else masks.numpy().astype(np.int64)
+
+
 @dataclass
 class Prediction:
-    """What SelM saw and predicted for one video, one entry per second (T = seconds)."""
+    """What SelM saw and predicted for one video, one entry per second (T = seconds).
 
-    frames: np.ndarray  # (T, H, W, 3) uint8 sampled frames, source resolution
+    Memory per second is small whatever the video's length: the sampled frame (at the size the
+    video was decoded at, at most `selm.media.DEFAULT_MAX_PIXELS` by default) and the model's
+    outputs at its own grids; never the video's frames at full frame rate.
+    """
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 sampled frames, at the decoded size
     times: np.ndarray  # (T,) seconds
-    probs: np.ndarray  # (T, N, H, W) float32: sigmoid (N = 1) or softmax (N > 1)
+    probs: np.ndarray  # (T, N, h, w) float32: sigmoid (N = 1) or softmax (N > 1); h, w: the
+    # model's output grid (the Predictor's) or any other; `masks()` resizes to the frames
     hit_maps: list[np.ndarray]  # 3 x (T, K, h, w) float32, CLEVER layers coarse to fine
     dam_maps: list[np.ndarray | None] | None  # 4 x (T, h_s, w_s) float32 V2A attention
     bcsm: list[dict[str, np.ndarray | None]] | None  # 4 x {norm_before, norm_after (T, h, w),
     # gate_audio, gate_video (T, D) or None}
     waveform: np.ndarray  # (S,) float32 at 16 kHz: the audio the model heard
     audio_label: str  # "original" | "mute" | "noise" | a file name | "waveform"
-    fps: float  # the source video's frame rate
+    fps: float  # the source video's frame rate (its mean, for a variable rate)
     source: str  # the video file
     duration: float  # seconds of video
+    notes: list[str] = field(default_factory=list)  # e.g. less video decoded than declared
+    overlay: Path | None = None  # the overlay video written in the same pass, if asked
+    overlay_threshold: float | None = None  # the threshold it was drawn at
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
+    in_memory: bool = False  # made from a `Clip` whose `source` is no file (nothing to decode)
 
     @property
     def num_classes(self) -> int:
         return self.probs.shape[1]
 
-    def masks(self, threshold: float = 0.5) -> np.ndarray:
-        """(T, H, W): bool (probs > threshold) for binary models, int64 class ids (argmax over
-        the N classes, 0 = background; the threshold is not used) for semantic ones."""
-        if self.num_classes == 1:
-            return self.probs[:, 0] > threshold
-        return self.probs.argmax(1).astype(np.int64)
+    @property
+    def size(self) -> tuple[int, int]:
+        """(W, H) of the frames."""
+        return self.frames.shape[2], self.frames.shape[1]
+
+    def masks(self, threshold: float = 0.5, size: tuple[int, int] | None = None) -> np.ndarray:
+        """(T, H, W) at size = (W, H) (default: the frames'): bool (probs > threshold, after a
+        bilinear resize) for binary models, int64 class ids (argmax over the N classes,
+        0 = background; the threshold is not used) for semantic ones."""
+        width, height = size if size is not None else self.size
+        return probs_to_masks(self.probs, (height, width), threshold)
 
 
 def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:
@@ -74,33 +122,79 @@ def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:
     return np.pad(wave, (0, num_samples - len(wave))).astype(np.float32, copy=False)
 
 
-def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
-    """The `audio` choice for a clip -> ((S,) float32 16 kHz cut / zero-padded to the video's
-    duration, label). `audio` is an `AudioSource` or what `AudioSource.parse` takes:
-    "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
-    video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform."""
-    source = AudioSource.parse(audio)
-    num_samples = round(clip.duration * SAMPLE_RATE)
-    if source.kind == "mute":
-        return np.zeros(num_samples, np.float32), source.label
-    if source.kind == "noise":
-        return white_noise(num_samples, NOISE_SEED, std=NOISE_STD), source.label
-    if source.kind == "original":
-        if clip.waveform is None:
-            raise MediaError(
-                f"{Path(clip.source).name} has no audio track, so there is no original audio; "
-                "choose audio='mute' or 'noise', or give an audio file"
-            )
-        track = checked_waveform(clip.waveform, f"the audio track of {Path(clip.source).name}")
-        return _fit(track, num_samples), source.label
-    if source.kind == "file":
-        if not source.path.is_file():
+def _no_track(name: str) -> MediaError:
+    return MediaError(
+        f"{name} has no audio track, so there is no original audio; "
+        "choose audio='mute' or 'noise', or give an audio file"
+    )
+
+
+class _Heard:
+    """The audio the model hears, for a video whose length is known only once decoded:
+    `samples(k)` are the first k samples of what `final(duration)` returns (the choice cut or
+    zero-padded to the video), so windows can run before the end is reached. A file (or the
+    video's own track, `track`) is decoded only as far as `bound` seconds, and further only if
+    the video turns out longer."""
+
+    def __init__(self, source: AudioSource, *, track: Path | None = None, bound=None) -> None:
+        self.source, self.track, self.bound = source, track, bound
+        self.wave: np.ndarray | None = None
+        if source.kind == "file" and not source.path.is_file():
             raise MediaError(
                 f"audio={str(source.path)!r}: no such file; expected one of {AUDIO_CHOICES}, "
                 "a path to an audio file, or an (S,) waveform at 16 kHz"
             )
-        return _fit(read_audio(source.path), num_samples), source.label
-    return _fit(source.samples, num_samples), source.label
+        if source.kind == "waveform":
+            self.wave = np.asarray(source.samples, np.float32)
+        elif source.kind in ("original", "file"):
+            self._read(bound)
+
+    def _read(self, seconds: float | None) -> None:
+        if self.source.kind == "original":
+            track = read_audio_track(self.track, seconds)
+            name = f"the audio track of {Path(self.track).name}"
+            self.wave = None if track is None else checked_waveform(track, name)
+        else:
+            self.wave = read_audio(self.source.path, seconds)
+        self.bound = seconds
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def samples(self, count: int) -> np.ndarray:
+        """The first `count` samples, (count,) float32."""
+        kind = self.source.kind
+        if kind == "mute":
+            return np.zeros(count, np.float32)
+        if kind == "noise":  # a longer draw of the same seed starts with the same samples
+            if self.wave is None or len(self.wave) < count:
+                longer = max(count, 2 * (0 if self.wave is None else len(self.wave)))
+                self.wave = white_noise(longer, NOISE_SEED, std=NOISE_STD)
+            return self.wave[:count]
+        if self.bound is not None and count > self.bound * SAMPLE_RATE:
+            self._read(count / SAMPLE_RATE)
+        return _fit(self.wave, count)
+
+    def final(self, duration: float) -> np.ndarray:
+        return self.samples(round(duration * SAMPLE_RATE))
+
+
+def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
+    """The `audio` choice for a clip -> ((S,) float32 16 kHz cut / zero-padded to the video's
+    duration, label). `audio` is an `AudioSource` or what `AudioSource.parse` takes:
+    "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
+    video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform.
+    A file is decoded only as far as the clip lasts."""
+    source = AudioSource.parse(audio)
+    if source.kind == "original":
+        if clip.waveform is None:
+            raise _no_track(Path(clip.source).name)
+        name = f"the audio track of {Path(clip.source).name}"
+        heard = _Heard(AudioSource.waveform(checked_waveform(clip.waveform, name)))
+        return heard.final(clip.duration), source.label
+    heard = _Heard(source, bound=clip.duration)
+    return heard.final(clip.duration), heard.label
 
 
 def _numpy(x: torch.Tensor | None, count: int) -> np.ndarray | None:
@@ -108,13 +202,12 @@ def _numpy(x: torch.Tensor | None, count: int) -> np.ndarray | None:
     return None if x is None else x[0, :count].float().cpu().numpy()
 
 
-def _window_result(out, count: int, size: tuple[int, int]) -> dict:
-    """One window's SelMOutput -> its `count` real frames as numpy; probs resized to size (H, W)."""
+def _window_result(out, count: int) -> dict:
+    """One window's SelMOutput -> its `count` real frames as numpy (probs at the model's grid)."""
     logits = out.logits[0, :count].float()  # (count, N, out, out)
     p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
-    p = F.interpolate(p, size=size, mode="bilinear", align_corners=False)
     return {
-        "probs": p.clamp(0, 1).cpu().numpy(),
+        "probs": p.cpu().numpy(),
         "hit_maps": [_numpy(h, count) for h in out.hit_maps],
         "dam_maps": None if out.dam_maps is None else [_numpy(d, count) for d in out.dam_maps],
         "bcsm": None
@@ -146,6 +239,56 @@ def _concat(parts: list):
     return [_concat([part[i] for part in parts]) for i in range(len(first))]
 
 
+def check_inputs(video: str | os.PathLike, audio="original", max_seconds=None) -> None:
+    """Raise the MediaError `predict` would for this video and audio choice without decoding
+    anything (the file opens, no stream declares more than max_seconds, the audio exists)."""
+    source = AudioSource.parse(audio)
+    with VideoStream(video, max_seconds) as stream:
+        if source.kind == "original" and not stream.has_audio:
+            raise _no_track(stream.path.name)
+    if source.kind == "file" and not source.path.is_file():
+        _Heard(source, bound=0)  # raises the missing-file message
+
+
+class _Frames:
+    """The sampled frames of a run, in one preallocated (grown when needed) array."""
+
+    def __init__(self, capacity: int) -> None:
+        self.array: np.ndarray | None = None
+        self.count, self.capacity = 0, max(1, capacity)
+
+    def extend(self, frames: list[np.ndarray]) -> None:
+        for frame in frames:
+            if self.array is None:
+                self.array = np.empty((self.capacity, *frame.shape), np.uint8)
+            elif self.count == len(self.array):
+                self.array = np.concatenate([self.array, np.empty_like(self.array)])
+            self.array[self.count] = frame
+            self.count += 1
+
+    def result(self) -> np.ndarray:
+        return self.array[: self.count]
+
+
+class _Clock:
+    """Seconds spent per stage (STAGES), and the progress callback's messages."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.spent = dict.fromkeys(STAGES, 0.0)
+        self.mark = time.perf_counter()
+
+    def stage(self, name: str) -> None:
+        """Everything since the last call counts as `name`."""
+        now = time.perf_counter()
+        self.spent[name] += now - self.mark
+        self.mark = now
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(min(max(fraction, 0.0), 1.0), message)
+
+
 class Predictor:
     """Runs a SelM model (anything with `.config` and SelM's forward contract) on videos."""
 
@@ -165,12 +308,30 @@ class Predictor:
         """(n, H, W, 3) uint8 -> (n, 3, S, S) ImageNet-normalised, bilinear (antialiased)."""
         return model_input(torch.from_numpy(frames).to(self.device), self.config.input_size)
 
-    def _audio(self, wave: np.ndarray, start: int, count: int) -> torch.Tensor:
-        """Seconds [start, start + count) of the waveform -> (T, 1, 96, 64) log-mel."""
-        piece = torch.from_numpy(wave[start * SAMPLE_RATE : (start + count) * SAMPLE_RATE])
+    def _audio(self, piece: np.ndarray) -> torch.Tensor:
+        """A window's waveform -> (T, 1, 96, 64) log-mel."""
         return log_mel_examples(
-            piece, num_examples=self.config.num_frames, padding=self.config.audio_padding
+            torch.from_numpy(piece),
+            num_examples=self.config.num_frames,
+            padding=self.config.audio_padding,
         )
+
+    def _window(self, frames: np.ndarray, wave: np.ndarray, clock: _Clock, start: int) -> dict:
+        """One window's `count` <= T real frames and its audio -> `_window_result`; the window
+        is padded at the end (last frame repeated, frame_mask False); `start`: its first second
+        (for the broken-checkpoint message)."""
+        window, count = self.config.num_frames, len(frames)
+        audio_mel = self._audio(wave).to(self.device)  # (T, 1, 96, 64)
+        clock.stage("log-mel")
+        x = self._frames(frames)  # (count, 3, S, S)
+        pad = window - count
+        x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)]) if pad else x
+        mask = torch.arange(window, device=self.device) < count
+        out = self.model(x[None], audio_mel[None], mask[None], return_maps=True)
+        _finite_output(out.logits, start, count)
+        result = _window_result(out, count)
+        clock.stage("model")
+        return result
 
     @torch.inference_mode()
     def predict(
@@ -180,39 +341,61 @@ class Predictor:
         audio: AudioSource | str | os.PathLike | np.ndarray | torch.Tensor = "original",
         progress: Progress | None = None,
         max_seconds: float | None = None,
+        overlay: str | os.PathLike | None = None,
+        threshold: float = 0.5,
+        size: tuple[int, int] | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_side: int | None = None,
     ) -> Prediction:
         """Segment the sounding objects of every second of `video` (a path or a `Clip`) while
-        the model hears `audio` (see `resolve_audio`). progress(fraction, message) is called
-        after each window."""
+        the model hears `audio` (see `resolve_audio`).
+
+        A file is read in one pass, one window of T seconds at a time (decode, log-mel, model,
+        and with `overlay` = a path, drawing the masks (p > threshold) on every frame of the
+        window and encoding them at their own timestamps, with the audio heard): memory does
+        not grow with the video's frames. Frames are decoded at size = (W, H) (default: the
+        source's as displayed, scaled down to at most `max_pixels` (None: no cap) and to a
+        longer side of at most `max_side`). progress(fraction,
+        message) is called after every stage of every window (decode, model, render, encode).
+        """
+        self.model.eval()
         if isinstance(video, Clip):
-            clip = video
-            if over_limit(clip.duration, max_seconds):
+            if over_limit(video.duration, max_seconds):
                 raise MediaError(
-                    f"the clip lasts {clip.duration:.1f} s, longer than the limit "
+                    f"the clip lasts {video.duration:.1f} s, longer than the limit "
                     f"of {max_seconds:g} s; trim it or raise max_seconds"
                 )
-        else:
-            clip = read_video(video, max_seconds=max_seconds)
+            pred = self._predict_clip(video, audio, _Clock(progress))
+            if overlay is not None:
+                from selm.render import write_overlay_video
+
+                write_overlay_video(pred, overlay, threshold, size=size)
+                pred.overlay, pred.overlay_threshold = Path(overlay), threshold
+            return pred
+        return self._predict_file(
+            video,
+            audio,
+            _Clock(progress),
+            max_seconds,
+            overlay,
+            threshold,
+            size,
+            (max_pixels, max_side),
+        )
+
+    def _predict_clip(self, clip: Clip, audio, clock: _Clock) -> Prediction:
         wave, label = resolve_audio(clip, audio)
-        self.model.eval()
         n, window = clip.num_seconds, self.config.num_frames
         num_windows = math.ceil(n / window)
         windows = []
         for index, start in enumerate(range(0, n, window)):
             count = min(window, n - start)
-            pad = window - count
-            x = self._frames(clip.frames[start : start + count])  # (count, 3, S, S)
-            x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)]) if pad else x
-            mask = torch.arange(window, device=self.device) < count
-            audio_mel = self._audio(wave, start, count).to(self.device)  # (T, 1, 96, 64)
-            out = self.model(x[None], audio_mel[None], mask[None], return_maps=True)
-            _finite_output(out.logits, start, count)
-            windows.append(_window_result(out, count, (clip.height, clip.width)))
-            if progress is not None:
-                progress(
-                    (index + 1) / num_windows,
-                    f"window {index + 1}/{num_windows}: seconds {start}-{start + count - 1}",
-                )
+            piece = wave[start * SAMPLE_RATE : (start + count) * SAMPLE_RATE]
+            windows.append(self._window(clip.frames[start : start + count], piece, clock, start))
+            clock.report(
+                (index + 1) / num_windows,
+                f"model: window {index + 1}/{num_windows}, seconds {start}-{start + count - 1}",
+            )
         return Prediction(
             frames=clip.frames,
             times=clip.times,
@@ -222,4 +405,114 @@ class Predictor:
             fps=clip.fps,
             source=clip.source,
             duration=clip.duration,
+            notes=list(clip.notes),
+            timings=dict(clock.spent),
+            in_memory=not Path(clip.source).is_file(),
+        )
+
+    def _predict_file(
+        self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps
+    ) -> Prediction:
+        from selm.render import open_writer, paint_frames
+
+        source = AudioSource.parse(audio)
+        window = self.config.num_frames
+        with contextlib.ExitStack() as stack:
+            video = stack.enter_context(VideoStream(path, max_seconds))
+            if source.kind == "original" and not video.has_audio:
+                raise _no_track(video.path.name)
+            declared = [v for v in declared_seconds(video.container).values()]
+            expected = max(declared) if declared else max_seconds  # a guess until decoded
+            bound = None if expected is None else expected + PARTIAL_SECOND_MIN
+            heard = _Heard(source, track=video.path, bound=bound)
+            clock.stage("decode")
+            est_windows = max(1, math.ceil((expected or window) / window))
+            frames = _Frames(math.ceil(expected or window) + 1)
+            writer = None
+            shape = None  # (W, H) frames are decoded at
+            sampler = FrameSampler(lambda frame: frame_to_rgb(frame, shape))
+            buffer: list[tuple[Fraction, np.ndarray]] = []  # this window's frames (overlay)
+            windows: list[dict] = []
+            audio_written = 0
+
+            def run_window(count: int, last: bool, total: int) -> None:
+                nonlocal audio_written
+                index = len(windows)
+                start = index * window
+                stages = ("decode", "model", "render", "encode") if writer else ("decode", "model")
+
+                def step(name: str) -> None:
+                    part = (stages.index(name) + 1) / len(stages)
+                    clock.report((index + part) / total, f"{name}: window {index + 1}/{total}")
+
+                step("decode")
+                picks = sampler.picks[start : start + count]
+                wave = heard.samples((start + count) * SAMPLE_RATE)[start * SAMPLE_RATE :]
+                clock.stage("decode")
+                result = self._window(np.stack(picks), wave, clock, start)
+                windows.append(result)
+                frames.extend(picks)
+                sampler.picks[start : start + count] = [None] * count
+                step("model")
+                if writer is None:
+                    return
+                if last:
+                    stop = round(video.duration * SAMPLE_RATE)
+                else:
+                    stop = (start + count) * SAMPLE_RATE
+                if stop > audio_written:
+                    writer.write_audio(heard.samples(stop)[audio_written:])
+                    audio_written = stop
+                masks = probs_to_masks(result["probs"], (shape[1], shape[0]), threshold)
+                clock.stage("render")
+                for when, image in paint_frames(buffer, masks, start):  # one frame at a time
+                    clock.stage("render")
+                    writer.write_frame(image, when)
+                    clock.stage("encode")
+                buffer.clear()
+                step("render")
+                step("encode")
+
+            for when, frame in video.frames():
+                if shape is None:
+                    shape = size if size is not None else displayed_size(frame, *caps)
+                    shape = (int(shape[0]), int(shape[1]))
+                    if overlay is not None:
+                        writer = stack.enter_context(
+                            open_writer(
+                                overlay,
+                                size=shape,
+                                fps=video.fps or 30,
+                                sample_rate=SAMPLE_RATE,
+                                time_base=video.time_base,
+                            )
+                        )
+                rgb = frame_to_rgb(frame, shape) if writer is not None else None
+                sampler.push(when, frame, rgb)
+                while when >= (len(windows) + 1) * window:
+                    run_window(window, False, max(est_windows, len(windows) + 2))
+                if writer is not None:
+                    buffer.append((when, rgb))
+            n = video.num_seconds
+            sampler.finish(n)
+            total = math.ceil(n / window)
+            while len(windows) < total:
+                start = len(windows) * window
+                run_window(min(window, n - start), len(windows) == total - 1, total)
+            notes = [video.truncation()] if video.truncation() else []
+            for note in notes:
+                warnings.warn(note, MediaWarning, stacklevel=3)
+        return Prediction(
+            frames=frames.result(),
+            times=frame_times(n),
+            **_concat(windows),
+            waveform=heard.final(video.duration),
+            audio_label=heard.label,
+            fps=video.mean_fps,
+            source=str(video.path),
+            duration=video.duration,
+            notes=notes,
+            overlay=None if overlay is None else Path(overlay),
+            overlay_threshold=None if overlay is None else threshold,
+            timings=dict(clock.spent),
         )

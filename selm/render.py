@@ -18,12 +18,84 @@ import matplotlib
 import numpy as np
 
 from selm.audio import SAMPLE_RATE
-from selm.media import iter_video_frames
+from selm.media import VideoStream, frame_to_rgb
 from selm.palette import label_palette
 from selm.state_dict import atomic_path
 
 MASK_COLOR = (255, 64, 64)  # binary masks
 TOKEN_COLORS = np.array(matplotlib.colormaps["tab10"].colors[:10]) * 255  # (10, 3) CLEVER tokens
+
+
+def _labels_and_palette(mask: np.ndarray, colors: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
+    """A bool or integer-label mask -> (labels (H, W) int64, palette (L, 3) float64)."""
+    if mask.dtype == bool:
+        palette = np.array([(0, 0, 0), colors[0] if colors is not None else MASK_COLOR])
+        return mask.astype(np.int64), palette.astype(np.float64)
+    if np.issubdtype(mask.dtype, np.integer):
+        labels = mask.astype(np.int64)
+        palette = np.asarray(colors if colors is not None else label_palette(), dtype=np.float64)
+        if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(palette):
+            raise ValueError(f"mask labels must lie in [0, {len(palette) - 1}]")
+        return labels, palette
+    raise ValueError(f"mask must be bool or integer labels, got {mask.dtype}: threshold it")
+
+
+class MaskPainter:
+    """One mask's overlay, worked out once and drawn on any number of frames of its size.
+
+    The contours, the blend of every label's colour (a 256-entry lookup table per channel,
+    holding exactly `rint((1 - alpha) * v + alpha * colour)`) and the outline pixels are found
+    here; `paint` then costs a table lookup and two masked copies per label, in uint8, so the
+    frames of one second share the work of its mask (see `overlay` for the look).
+    """
+
+    def __init__(self, mask: np.ndarray, alpha: float = 0.5, colors: Sequence | None = None):
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+        labels, palette = _labels_and_palette(mask, colors)
+        self.shape = mask.shape
+        thickness = max(1, round(max(mask.shape) / 300))
+        values = np.arange(256, dtype=np.float64)[:, None]  # (256, 1)
+        self.layers = []  # (box, table (1, 256, 3), blend mask, outline mask, colour image)
+        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(palette)))
+        for label in present[present > 0]:
+            region = labels == label
+            color = np.asarray(palette[label], dtype=np.float64)
+            table = np.clip(np.rint((1 - alpha) * values + alpha * color), 0, 255)
+            outline = np.zeros(region.shape, np.uint8)
+            contours, _ = cv2.findContours(
+                region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
+            )
+            cv2.drawContours(outline, contours, -1, 1, 2 * thickness - 1)
+            edge = (outline > 0) & region  # the inner half of the stroke only
+            rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+            box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            solid = np.empty((*region[box].shape, 3), np.uint8)
+            solid[:] = np.clip(np.rint(color), 0, 255).astype(np.uint8)
+            self.layers.append(
+                (
+                    box,
+                    table.astype(np.uint8)[None],
+                    (region & ~edge)[box].astype(np.uint8),
+                    edge[box].astype(np.uint8),
+                    solid,
+                )
+            )
+
+    def paint(self, frame: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """(H, W, 3) uint8 frame -> the frame with the mask drawn (on `frame` itself if inplace)."""
+        if frame.shape != (*self.shape, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be {(*self.shape, 3)} uint8 for this mask, got {frame.shape} "
+                f"{frame.dtype}"
+            )
+        out = frame if inplace else frame.copy()
+        for box, table, inner, edge, solid in self.layers:  # regions are disjoint
+            view = out[box]
+            cv2.copyTo(cv2.LUT(view, table), inner, view)
+            cv2.copyTo(solid, edge, view)
+        return out
 
 
 def overlay(
@@ -33,7 +105,8 @@ def overlay(
 
     mask (H, W): bool (binary: one colour, `colors[0]` or MASK_COLOR) or integer labels
     (label l gets `colors[l]`, default `label_palette()`; 0 stays transparent). The outline is
-    drawn on the mask's own border pixels, so pixels outside the mask never change.
+    drawn on the mask's own border pixels, so pixels outside the mask never change. For many
+    frames with one mask, build a `MaskPainter` once.
     """
     frame = np.asarray(frame)
     mask = np.asarray(mask)
@@ -41,29 +114,7 @@ def overlay(
         raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
     if mask.shape != frame.shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match the frame {frame.shape[:2]}")
-    if mask.dtype == bool:
-        labels = mask.astype(np.int64)
-        palette = np.array([(0, 0, 0), colors[0] if colors is not None else MASK_COLOR])
-    elif np.issubdtype(mask.dtype, np.integer):
-        labels = mask.astype(np.int64)
-        palette = np.asarray(colors if colors is not None else label_palette(), dtype=np.float64)
-        if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(palette):
-            raise ValueError(f"mask labels must lie in [0, {len(palette) - 1}]")
-    else:
-        raise ValueError(f"mask must be bool or integer labels, got {mask.dtype}: threshold it")
-    out = frame.astype(np.float64)
-    thickness = max(1, round(max(frame.shape[:2]) / 300))
-    for label in np.unique(labels[labels > 0]):
-        region = labels == label
-        color = np.asarray(palette[label], dtype=np.float64)
-        out[region] = (1 - alpha) * out[region] + alpha * color
-        outline = np.zeros(region.shape, np.uint8)
-        contours, _ = cv2.findContours(
-            region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
-        )
-        cv2.drawContours(outline, contours, -1, 1, 2 * thickness - 1)
-        out[(outline > 0) & region] = color  # the inner half of the stroke only
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return MaskPainter(mask, alpha, colors).paint(frame)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
@@ -193,17 +244,24 @@ class MediaWriter:
         pix_fmt,
         rotation,
         video_options=None,
+        time_base=None,
     ) -> None:
         self.container = container
         self.video = self.audio = None
         self.frames_written = self.samples_written = 0
+        self.last_pts: int | None = None
         if size is not None:
             width, height = int(size[0]), int(size[1])
             if pix_fmt.endswith("420p"):  # chroma at half resolution needs even sides
                 width, height = width + width % 2, height + height % 2
             rate = Fraction(fps).limit_denominator(1001)
+            self.rate = rate
             self.video = container.add_stream(video_codec, rate=rate)
             self.video.width, self.video.height, self.video.pix_fmt = width, height, pix_fmt
+            # 1 / fps by default; a source's own time base keeps its timestamps exact (VFR)
+            self.time_base = Fraction(time_base) if time_base else 1 / rate
+            self.video.codec_context.time_base = self.time_base
+            self.video.time_base = self.time_base
             if video_options is not None:
                 self.video.options = dict(video_options)
             elif video_codec == "libx264":
@@ -214,13 +272,26 @@ class MediaWriter:
             self.audio = container.add_stream(audio_codec, rate=int(sample_rate))
             self.audio.layout = "mono" if channels == 1 else "stereo"
 
-    def write_frame(self, rgb: np.ndarray) -> None:
-        """(H, W, 3) uint8 -> the next frame; odd sides are padded with the edge pixels."""
+    def write_frame(self, rgb: np.ndarray, time: float | Fraction | None = None) -> None:
+        """(H, W, 3) uint8 -> the next frame, shown from `time` seconds (default: the frame
+        count / fps); odd sides are padded with the edge pixels. Times must increase."""
         pad_h, pad_w = self.video.height - rgb.shape[0], self.video.width - rgb.shape[1]
         if pad_h or pad_w:
             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.frames_written
+        rgb = np.ascontiguousarray(rgb)
+        if self.video.pix_fmt == "yuv420p":  # OpenCV's BT.601 (limited range, as swscale's
+            # default) in ~0.3 ms; swscale's rgb24 -> yuv420p took ~5.6 ms at 640 x 360
+            frame = av.VideoFrame.from_ndarray(
+                cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p"
+            )
+        else:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if time is None:
+            time = self.frames_written / self.rate
+        pts = round(Fraction(time) / self.time_base)
+        if self.last_pts is not None and pts <= self.last_pts:
+            raise ValueError(f"frame times must increase: {float(time):.6f} s after a later one")
+        frame.pts, frame.time_base, self.last_pts = pts, self.time_base, pts
         self.frames_written += 1
         self.container.mux(self.video.encode(frame))
 
@@ -255,11 +326,13 @@ def open_writer(
     pix_fmt: str = "yuv420p",
     rotation: int = 0,
     video_options: dict[str, str] | None = None,
+    time_base: Fraction | None = None,
 ) -> Iterator[MediaWriter]:
     """A `MediaWriter` for `path` (format from its suffix): a video stream when size = (W, H)
     and fps are given, an audio stream when sample_rate is. `video_options`: encoder options
-    (default for x264: crf 20, preset veryfast). The file appears only when the block ends
-    without an error (temp file beside it + os.replace)."""
+    (default for x264: crf 20, preset veryfast). `time_base`: seconds per tick of the frame
+    times (default 1 / fps; give the source's to keep its timestamps exact). The file appears
+    only when the block ends without an error (temp file beside it + os.replace)."""
     if (size is None) != (fps is None) or (size is None and sample_rate is None):
         raise ValueError("open_writer needs size and fps (video) and/or sample_rate (audio)")
     with atomic_path(path) as tmp:
@@ -277,11 +350,31 @@ def open_writer(
                 pix_fmt=pix_fmt,
                 rotation=rotation,
                 video_options=video_options,
+                time_base=time_base,
             )
             yield writer
             writer.flush()
         finally:
             container.close()
+
+
+def paint_frames(
+    frames: Sequence[tuple[float | Fraction, np.ndarray]],
+    masks: np.ndarray,
+    first_second: int = 0,
+    alpha: float = 0.5,
+) -> Iterator[tuple[float | Fraction, np.ndarray]]:
+    """Draw on each (time, (H, W, 3) uint8) frame the mask of the second it falls in:
+    masks[k] (H, W) is second first_second + k; times before or after the masks take the
+    first or last one. The masks' work (contours, colour tables) is done once per second;
+    frames are drawn one at a time, as they are asked for (a generator: one copy alive)."""
+    painters: dict[int, MaskPainter] = {}
+    last = len(masks) - 1
+    for time, frame in frames:
+        index = min(max(math.floor(time) - first_second, 0), last)
+        if index not in painters:
+            painters[index] = MaskPainter(masks[index], alpha)
+        yield time, painters[index].paint(frame)
 
 
 def write_overlay_video(
@@ -291,22 +384,44 @@ def write_overlay_video(
     *,
     size: tuple[int, int] | None = None,
 ) -> Path:
-    """Re-decode `pred.source` at its own frame rate, overlay on each frame the mask of the
-    second it falls in, and write H.264 (yuv420p) + the audio the model heard (AAC) -> path.
+    """Draw on a video the mask of the second each frame falls in, and write H.264 (yuv420p)
+    + the audio the model heard (AAC) -> path. (`Predictor.predict(..., overlay=path)` writes
+    the same video in the pass that predicts; this is for a prediction already made, e.g. at
+    another threshold.)
 
-    size = (W, H) of the video written, default the masks' size (the source resolution for a
-    `Predictor`'s prediction): frames of another size are resized to it (area interpolation),
-    masks of another size too (nearest)."""
-    masks = pred.masks(threshold)  # (T, h, w)
-    width, height = size if size is not None else (masks.shape[2], masks.shape[1])
-    if masks.shape[1:] != (height, width):  # bool, or class ids (< 256: label_palette)
-        resized = [_resize(m.astype(np.uint16), (width, height), True) for m in masks]
-        masks = np.stack(resized).astype(masks.dtype)
-    last = len(masks) - 1
-    with open_writer(out_path, size=(width, height), fps=pred.fps, sample_rate=SAMPLE_RATE) as out:
-        out.write_audio(pred.waveform)
-        for time, frame in iter_video_frames(pred.source):
-            if frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            out.write_frame(overlay(frame, masks[min(max(math.floor(time), 0), last)]))
+    The source video is decoded again, at its own frame times (a variable frame rate is
+    kept); a prediction of an in-memory `Clip` (`pred.in_memory`) has no source to decode, so
+    its own sampled frames are drawn, one per second. size = (W, H) of the video
+    written, default the frames' size: frames are scaled to it while decoding (area), masks
+    are resized to it from the probabilities (bilinear, then thresholded)."""
+    width, height = size if size is not None else pred.size
+    width, height = int(width), int(height)
+    masks = pred.masks(threshold, size=(width, height))  # (T, H, W) bool or class ids
+    source = Path(pred.source)
+    if getattr(pred, "in_memory", False):  # a clip that is no file: its own frames
+        frames = [(float(t), _resize(f, (width, height))) for t, f in zip(pred.times, pred.frames)]
+        with open_writer(out_path, size=(width, height), fps=1, sample_rate=SAMPLE_RATE) as out:
+            out.write_audio(pred.waveform)
+            for second, (_, image) in enumerate(paint_frames(frames, masks)):
+                out.write_frame(image, second)
+        return Path(out_path)
+    with VideoStream(source) as video:
+        with open_writer(
+            out_path,
+            size=(width, height),
+            fps=pred.fps,
+            sample_rate=SAMPLE_RATE,
+            time_base=video.time_base,
+        ) as out:
+            out.write_audio(pred.waveform)
+            second, batch = None, []
+            for time, frame in video.frames():
+                if math.floor(time) != second and batch:
+                    for when, image in paint_frames(batch, masks):
+                        out.write_frame(image, when)
+                    batch.clear()
+                second = math.floor(time)
+                batch.append((time, frame_to_rgb(frame, (width, height))))
+            for when, image in paint_frames(batch, masks):
+                out.write_frame(image, when)
     return Path(out_path)

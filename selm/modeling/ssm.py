@@ -40,6 +40,10 @@ RECURRENCES = ("auto", "sequential", "parallel")
 # "auto" runs the parallel prefix scan from this length on, on CUDA only (measured on an H200;
 # on CPU the per-step loop wins at every length)
 PARALLEL_MIN_LENGTH_CUDA = 16
+# selective_scan_ref's "auto" on CPU: the step-by-step scan from this length on (measured in
+# benchmarks/bench_scan.py on 2 CPU cores; below it the materialised recurrence is as fast)
+STEPWISE_MIN_LENGTH_CPU = 16
+SCANS = (*RECURRENCES, "stepwise")  # what selective_scan_ref's `recurrence` may be
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -145,22 +149,55 @@ def selective_scan_ref(
     if delta_softplus:
         dt = F.softplus(dt)
     dt = dt.permute(2, 0, 1)  # (L, B, Dm)
-    decay = torch.exp(dt[..., None] * A.to(ct))  # (L, B, Dm, N)
-    if B.dim() == 3:  # input-dependent B: (B, N, L)
-        drive = (dt * u_t)[..., None] * B.to(ct).permute(2, 0, 1)[:, :, None, :]
-    else:  # constant B: (Dm, N)
-        drive = (dt * u_t)[..., None] * B.to(ct)
-    h = linear_recurrence(decay, drive, recurrence)  # (L, B, Dm, N)
-    if C.dim() == 3:
-        y = torch.einsum("lbdn,bnl->bdl", h, C.to(ct))
+    if _scan_method(recurrence, u_t) == "stepwise":
+        y, last = _stepwise(u_t, dt, A.to(ct), B.to(ct), C.to(ct))
     else:
-        y = torch.einsum("lbdn,dn->bdl", h, C.to(ct))
+        y, last = _materialized(u_t, dt, A.to(ct), B.to(ct), C.to(ct), recurrence)
     if D is not None:
         y = y + u.to(ct) * D.to(ct)[:, None]
     if z is not None:
         y = y * F.silu(z.to(ct))
     y = y.to(dtype_in)
-    return (y, h[-1]) if return_last_state else y
+    return (y, last) if return_last_state else y
+
+
+def _scan_method(recurrence: str, u_t: torch.Tensor) -> str:
+    """ "auto": on CPU, the step-by-step scan from STEPWISE_MIN_LENGTH_CPU steps on (it keeps no
+    (L, B, Dm, N) tensors, which dominate forward + backward there), else the recurrence."""
+    if recurrence not in SCANS:
+        raise ValueError(f"selective_scan_ref: recurrence={recurrence!r}, expected one of {SCANS}")
+    if recurrence == "auto" and not u_t.is_cuda and u_t.shape[0] >= STEPWISE_MIN_LENGTH_CPU:
+        return "stepwise"
+    return recurrence
+
+
+def _stepwise(u_t, dt, A, B, C):
+    """One step at a time: h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, y_t = <h_t, C_t>.
+    u_t, dt: (L, B, Dm) -> y (B, Dm, L), h_{L-1} (B, Dm, N)."""
+    h = None
+    ys = []
+    for t in range(u_t.shape[0]):
+        b_t = B[:, :, t][:, None, :] if B.dim() == 3 else B  # (B, 1, N) or (Dm, N)
+        c_t = C[:, :, t][:, None, :] if C.dim() == 3 else C
+        drive = (dt[t] * u_t[t])[..., None] * b_t  # (B, Dm, N)
+        h = drive if h is None else torch.addcmul(drive, torch.exp(dt[t][..., None] * A), h)
+        ys.append((h * c_t).sum(-1))  # (B, Dm)
+    return torch.stack(ys, -1), h
+
+
+def _materialized(u_t, dt, A, B, C, recurrence):
+    """Decays and drives of all steps at once, then `linear_recurrence` over them."""
+    decay = torch.exp(dt[..., None] * A)  # (L, B, Dm, N)
+    if B.dim() == 3:  # input-dependent B: (B, N, L)
+        drive = (dt * u_t)[..., None] * B.permute(2, 0, 1)[:, :, None, :]
+    else:  # constant B: (Dm, N)
+        drive = (dt * u_t)[..., None] * B
+    h = linear_recurrence(decay, drive, recurrence)  # (L, B, Dm, N)
+    if C.dim() == 3:
+        y = torch.einsum("lbdn,bnl->bdl", h, C)
+    else:
+        y = torch.einsum("lbdn,dn->bdl", h, C)
+    return y, h[-1]
 
 
 def selective_scan(

@@ -84,13 +84,14 @@ def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit
         fake_predictor, media_dir / "seven_seconds.mp4", progress=lambda f, m: seen.append((f, m))
     )
     assert len(pred.frames) == 7 and fake_predictor.model.calls == 2  # windows of 5 seconds
-    assert [f for f, _ in seen] == [0.5, 1.0]
+    assert [f for f, _ in seen] == [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+    assert [m.split(":")[0] for _, m in seen] == ["decode", "model", "render", "encode"] * 2
     assert all(iou(m, kit.reference_masks(0.5)) > 0.9 for m in pred.masks(0.5))
 
 
 def test_display_copy_shrinks_frames_and_probs(fake_predictor, media_dir, kit):
     pred = run(fake_predictor, media_dir / "tone.mp4", max_side=48)
-    assert pred.frames.shape == (3, 32, 48, 3) and pred.probs.shape == (3, 1, 32, 48)
+    assert pred.frames.shape == (3, 32, 48, 3) and pred.masks(0.5).shape == (3, 32, 48)
     small_ref = kit.reference_masks(0.5)[::2, ::2]
     assert all(iou(m, small_ref) > 0.85 for m in pred.masks(0.5))
 
@@ -302,7 +303,7 @@ def test_mask_iou_by_hand():
 def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, tmp_path, kit):
     predictor = Predictor.from_pretrained(tiny_checkpoints[0])
     pred = run(predictor, media_dir / "tone.mp4")
-    assert pred.probs.shape == (3, 1, kit.height, kit.width)
+    assert pred.masks(0.5).shape == (3, kit.height, kit.width)
     assert np.isfinite(pred.probs).all() and (pred.probs >= 0).all() and (pred.probs <= 1).all()
     assert len(pred.hit_maps) == 3 and len(pred.dam_maps) == 4 and len(pred.bcsm) == 4
     view = handlers.show_run(pred, threshold=0.5, frame=2, level=3, workdir=tmp_path)

@@ -222,10 +222,17 @@ def test_white_noise_is_seeded_with_the_requested_level():
 def test_user_errors_are_clear(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all\n" * 20)
-    with pytest.raises(MediaError, match="not a readable media file"):
-        read_video(text)
-    with pytest.raises(MediaError, match="not a readable media file"):
-        read_audio(text)
+    # named like a video, holding text: damaged, in the demo's words too; no errno numbers
+    for read in (read_video, read_audio):
+        with pytest.raises(MediaError, match="'notes.mp4' is not a video selm can read") as err:
+            read(text)
+        assert "damaged or truncated" in str(err.value) and "Errno" not in str(err.value)
+    (tmp_path / "notes.txt").write_text("plain text\n")
+    with pytest.raises(MediaError, match="give a common format: mp4"):
+        read_video(tmp_path / "notes.txt")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"'empty.mp4' is empty \(0 bytes\)"):
+        read_video(tmp_path / "empty.mp4")
     with pytest.raises(MediaError, match="no such file"):
         read_video(tmp_path / "missing.mp4")
     tone = tmp_path / "tone.m4a"

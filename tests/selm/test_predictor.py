@@ -4,6 +4,7 @@ import sys
 import types
 from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -114,11 +115,14 @@ def test_windows_padding_and_stitching(video):
     assert frames.shape == (1, 5, 3, 32, 32) and audio.shape == (1, 5, 1, 96, 64)
     for t in (2, 3, 4):  # padded at the end by repeating the last real frame
         torch.testing.assert_close(frames[0, t], frames[0, 1])
-    assert [f for f, _ in seen] == [0.5, 1.0] and "window 2/2" in seen[-1][1]
+    assert [f for f, _ in seen] == [0.25, 0.5, 0.75, 1.0]  # decode, model per window
+    assert [m.split(":")[0] for _, m in seen] == ["decode", "model"] * 2
+    assert "window 2/2" in seen[-1][1]
     assert isinstance(pred, Prediction)
     np.testing.assert_allclose(pred.times, frame_times(SECONDS))
     assert pred.frames.shape == (SECONDS, H, W, 3)
-    assert pred.probs.shape == (SECONDS, 1, H, W) and pred.probs.dtype == np.float32
+    assert pred.probs.shape == (SECONDS, 1, 32, 32) and pred.probs.dtype == np.float32  # grid
+    assert pred.masks().shape == (SECONDS, H, W)
     assert pred.fps == FPS and pred.duration == pytest.approx(SECONDS)
     assert pred.source == str(video) and pred.audio_label == "original"
     # every second lands in its own slot: the DAM map holds that frame's mean brightness
@@ -158,7 +162,7 @@ def test_audio_choices_change_the_result(video, tmp_path):
 
 def test_semantic_masks_are_class_ids(video):
     pred = Predictor(FakeSelM(num_classes=3)).predict(video, max_seconds=10)
-    assert pred.probs.shape == (SECONDS, 3, H, W)
+    assert pred.probs.shape == (SECONDS, 3, 32, 32)  # the model's grid
     np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-5)
     masks = pred.masks()
     assert masks.dtype == np.int64 and set(np.unique(masks)) == {0, 2}
@@ -201,7 +205,7 @@ def test_real_selm_tiny_and_the_cli_on_its_checkpoint(silent_video, tmp_path):
         pytest.skip(f"selm.modeling.model / selm.checkpoint not importable yet: {err}")
     model = build_selm("selm_tiny", input_size=64)
     pred = Predictor(model).predict(silent_video, audio="noise")  # 3 s: one padded window
-    assert pred.probs.shape == (3, 1, H, W)
+    assert pred.probs.shape == (3, 1, 64, 64)  # the model's output grid
     assert np.isfinite(pred.probs).all() and (pred.probs >= 0).all() and (pred.probs <= 1).all()
     assert [h.shape for h in pred.hit_maps] == [(3, 2, s, s) for s in (4, 8, 16)]
     assert len(pred.bcsm) == 4 and pred.bcsm[0]["norm_before"].shape == (3, 16, 16)
@@ -276,7 +280,7 @@ def test_cli_bad_input_exits_2_with_a_message(
     text = tmp_path / "notes.mp4"
     text.write_text("hello")
     args, message = {
-        "not_media": ([str(text)], "not a readable media file"),
+        "not_media": ([str(text)], "is not a video selm can read"),
         "no_audio": ([str(silent_video)], "no audio track"),
         "threshold": ([str(video), "--threshold", "1.5"], "strictly between 0 and 1"),
         "both_audio": ([str(video), "--mute", "--noise"], "not allowed with"),
@@ -305,3 +309,55 @@ def test_cli_bad_checkpoint_exits_2(video, tmp_path, capsys):
             ]
         )
     assert exit_info.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+def test_one_pass_overlay_matches_a_redraw_and_keeps_bounded_state(video, tmp_path):
+    """predict(..., overlay=) draws in the pass what write_overlay_video draws again later."""
+    from selm.render import write_overlay_video
+
+    seen = []
+    predictor = Predictor(FakeSelM())
+    pred = predictor.predict(
+        video, overlay=tmp_path / "a.mp4", progress=lambda f, m: seen.append((f, m))
+    )
+    assert pred.overlay == tmp_path / "a.mp4" and pred.overlay_threshold == 0.5
+    assert [m.split(":")[0] for _, m in seen] == ["decode", "model", "render", "encode"] * 2
+    assert all(b > a for (a, _), (b, _) in zip(seen, seen[1:])) and seen[-1][0] == 1.0
+    assert set(pred.timings) == {"decode", "log-mel", "model", "render", "encode"}
+    write_overlay_video(pred, tmp_path / "b.mp4")
+    decoded = []
+    for name in ("a.mp4", "b.mp4"):
+        with av.open(str(tmp_path / name)) as container:
+            frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+        decoded.append(frames)
+    assert len(decoded[0]) == len(decoded[1]) == SECONDS * FPS
+    for (ta, a), (tb, b) in zip(*decoded):
+        assert ta == pytest.approx(tb, abs=1e-6)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same frames, same encoder
+
+
+def test_an_in_memory_clip_renders_its_own_frames(tmp_path):
+    from selm.media import Clip
+    from selm.render import write_overlay_video
+
+    frames = np.zeros((3, H, W, 3), np.uint8)
+    frames[:, RECT[0], RECT[1]] = 255
+    clip = Clip(
+        frames=frames,
+        times=frame_times(3),
+        waveform=np.full(3 * 16000, 0.1, np.float32),
+        duration=3.0,
+        fps=1.0,
+        width=W,
+        height=H,
+        source="in memory",
+    )
+    pred = Predictor(FakeSelM()).predict(clip)
+    assert pred.in_memory
+    out = write_overlay_video(pred, tmp_path / "clip.mp4")
+    with av.open(str(out)) as container:
+        images = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert [t for t, _ in images] == [0.0, 1.0, 2.0]
+    for _, image in images:  # the bright object is drawn red
+        centre = image[16, 28].astype(int)
+        assert centre[0] - centre[1] > 60

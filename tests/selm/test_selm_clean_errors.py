@@ -298,7 +298,8 @@ def test_bad_output_paths_fail_before_decoding(tmp_path, capsys, monkeypatch, ex
     def no_decoding(*args, **kwargs):
         raise AssertionError("the video must not be decoded before the outputs are checked")
 
-    monkeypatch.setattr(predict_cli, "read_video", no_decoding)
+    monkeypatch.setattr(predict_cli, "check_inputs", no_decoding)  # the first reads of the video
+    monkeypatch.setattr(predict_cli, "VideoStream", no_decoding)
     argv = [str(video), "--checkpoint", "x"] + [a.format(tmp=tmp_path) for a in extra]
     assert message.format(tmp=tmp_path) in _cli_error(capsys, argv)
     assert sorted(os.listdir(tmp_path)) == ["v.mp4"]  # nothing written

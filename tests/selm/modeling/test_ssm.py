@@ -105,7 +105,7 @@ def test_scan_matches_float64_loop_values_and_gradients(length, options):
         assert rel_err(g[name], g_ref[name]) < 2e-5, name
 
 
-@pytest.mark.parametrize("method", ["sequential", "parallel"])
+@pytest.mark.parametrize("method", ["sequential", "parallel", "stepwise", "auto"])
 @pytest.mark.parametrize("length", [1, 2, 7, 16, 33])
 def test_both_recurrences_match_the_loop(method, length):
     inputs = make_inputs(2, 3, 5, length, softplus=True, seed=7)
