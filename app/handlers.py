@@ -280,6 +280,12 @@ def show_run(
         f"{100 * area.mean():.1f}% of the frame segmented on average "
         f"(most at second {int(area.argmax())}: {100 * area.max():.1f}%)."
     )
+    # what the reader said about the file (e.g. less video decoded than the container declares)
+    parts = [
+        summary,
+        *(f"**Note:** {n}" for n in getattr(pred, "notes", ())),
+        *([note] if note else []),
+    ]
     view = RunView(
         video=video,
         audio=audio,
@@ -290,7 +296,7 @@ def show_run(
             {f"heard: {pred.audio_label}": area},
             title="Segmented area per second",
         ),
-        summary=f"{summary}\n\n{note}" if note else summary,
+        summary="\n\n".join(parts),
         num_frames=len(area),
     )
     _stage(progress, 1.0, "done")

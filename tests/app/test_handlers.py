@@ -123,6 +123,10 @@ def test_show_run_writes_video_audio_maps_and_plot(fake_predictor, media_dir, tm
         workdir=tmp_path,
     )
     assert "**silence (muted)**" in muted.summary and "mute audio" not in muted.summary
+    # what the reader noticed about the file reaches the visitor
+    pred.notes = ["only 1.7 s decoded, the file declares 5.0 s"]
+    noted = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
+    assert "**Note:** only 1.7 s decoded, the file declares 5.0 s" in noted.summary
 
 
 def test_show_run_reports_every_stage(fake_predictor, media_dir, tmp_path):
