@@ -103,6 +103,16 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or 0
         has_audio = bool(container.streams.audio)
         duration = _stream_seconds(container, stream)
+        # every stream and the container count against the limit (a 5-s video can carry a
+        # 30-min audio track); headers only, nothing is decoded
+        declared = [
+            float(s.duration * s.time_base)
+            for s in container.streams
+            if s.duration is not None and s.time_base is not None
+        ]
+        if container.duration is not None:
+            declared.append(container.duration / av.time_base)
+        longest = max([duration, *declared])
     if width <= 0 or height <= 0:
         raise DemoError(f"{_name(path)!r} has no decodable frames; upload another video.")
     if width * height > limits.max_pixels:
@@ -116,9 +126,10 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"{_name(path)!r} has a duration of zero (no frame to look at); upload a video "
             "with at least one frame."
         )
-    if over_limit(duration, limits.max_seconds):  # the slack selm.media reads with
+    if over_limit(longest, limits.max_seconds):  # the slack selm.media reads with
+        what = "lasts" if longest == duration else "holds a stream that lasts"
         raise DemoError(
-            f"{_name(path)!r} lasts {duration:.1f} s; this demo runs clips up to "
+            f"{_name(path)!r} {what} {longest:.1f} s; this demo runs clips up to "
             f"{limits.max_seconds:g} s. Trim it first (e.g. `ffmpeg -i in.mp4 -t "
             f"{limits.max_seconds:g} out.mp4`), or run the command line, "
             "`python -m selm.predict`, which takes any length."

@@ -78,3 +78,29 @@ def test_over_limit_is_the_one_rule():
     assert PARTIAL_SECOND_MIN == 0.05
     assert not over_limit(60.05, 60) and over_limit(60.0501, 60) and over_limit(60.2, 60)
     assert not over_limit(1e9, None)
+
+
+def test_a_short_video_with_a_long_audio_track_is_refused_by_its_headers(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "bomb.mp4"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for k in range(20):  # 2 s of video
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 9 * k, np.uint8), "rgb24")
+            frame.pts = k
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        silence = np.zeros((1, 160000), np.float32)
+        for i in range(9):  # 90 s of audio
+            frame = av.AudioFrame.from_ndarray(silence, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, i * 160000, Fraction(1, 16000)
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    with pytest.raises(DemoError, match=r"holds a stream that lasts 9\d\.\d s; this demo runs"):
+        probe_video(path, Limits(max_seconds=60))
+    assert probe_video(path, Limits(max_seconds=120)).duration == pytest.approx(2.0, abs=0.2)
