@@ -283,7 +283,7 @@ def show_run(
     # what the reader said about the file (e.g. less video decoded than the container declares)
     parts = [
         summary,
-        *(f"**Note:** {n}" for n in getattr(pred, "notes", ())),
+        *(f"**Note:** {n}" for n in pred.notes),
         *([note] if note else []),
     ]
     view = RunView(

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from app_process import wait_until_serving
 
 from selm.config import get_config
 from selm.frames import IMAGENET_MEAN, IMAGENET_STD
@@ -200,17 +200,7 @@ def demo_server(tmp_path_factory, tiny_checkpoints):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.perf_counter() - started > 180:
-                    pytest.fail("app.py did not answer within 180 s")
-                time.sleep(0.5)
+        wait_until_serving(proc, url, log, 180)
         yield SimpleNamespace(
             url=url,
             examples=examples,

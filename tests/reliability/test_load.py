@@ -16,12 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from app_process import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 8
@@ -77,19 +77,8 @@ def server(tmp_path):
     env.pop("SPACE_ID", None)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    started = time.perf_counter()
     try:
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.perf_counter() - started > 120:
-                    pytest.fail("app.py did not answer within 120 s")
-                time.sleep(0.5)
+        wait_until_serving(proc, url, log, 120)
         yield proc, url, cache, log
     finally:
         if proc.poll() is None:
