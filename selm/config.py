@@ -25,6 +25,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "bcsm_direction": ("both", "a2v", "v2a"),
     "bcsm_residual": ("normed", "input"),
     "decoder": ("clever", "single_level"),
+    "mask_head": ("full", "light"),
     "clever_cross_attention": ("both", "video", "audio"),
     "loss": ("bce", "bce+dice", "bce+dice+aux"),
     "audio_padding": ("repeat", "zeros"),
@@ -123,6 +124,8 @@ class SelMConfig:
     pos_grid: tuple[int, int, int] | None = None  # positional-embedding grid sides of the 3 layers;
     # None -> the grids of input_size (input/16, input/8, input/4)
     mask_upsample_steps: int = 2  # x2 steps in the mask head (x4 for ResNet-50 at 224)
+    mask_head: str = "full"  # "full": conv blocks at the upsampled sizes (the release); "light":
+    # the same weights at the fused map's size, then the logits upsampled (selm.modeling.mask_head)
     audio_attn_min_side: int = 0  # skip the audio cross-attention on grids smaller than this
     gumbel_at_eval: bool = False  # the release adds Gumbel noise at test time; off = deterministic
     release_batch_gates: bool = False  # BCSM gates in the release's batch order (mixes clips at

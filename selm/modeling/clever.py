@@ -233,7 +233,10 @@ class CleverDecoder(nn.Module):
         self.cgattention3 = VideoCrossAttention(**attention)
         self.fuses = nn.ModuleList(Fuse(d) for _ in range(3))
         self.proj = MaskHead(
-            dim=d, num_classes=cfg.num_classes, upsample_steps=cfg.mask_upsample_steps
+            dim=d,
+            num_classes=cfg.num_classes,
+            upsample_steps=cfg.mask_upsample_steps,
+            light=cfg.mask_head == "light",
         )
         # which token updates run per layer (coarse to fine), fixed by the config; the audio step
         # is skipped where the configured grid side is below audio_attn_min_side

@@ -1,6 +1,13 @@
 """CLEVER's mask head: upsample the finest fused map, then a dynamic 1x1 convolution whose kernel
 comes from the last token (SPEC §6).
 
+`light=True` (`SelMConfig.mask_head="light"`, for our own models; never the official presets)
+runs the same layers, with the same parameters, without the two upsampling steps: the conv
+blocks, the Conv1x1 and the dynamic kernel work at the fused map's size and only the N-channel
+logits are upsampled (bilinear, x 2^steps). At full resolution the D -> D 3x3 convolutions are
+most of the head's cost (issue 14: 39-50 % of a selm_tiny forward); the light head does them on
+4^steps times fewer pixels. Its accuracy is measured, not assumed (benchmarks/README.md).
+
 Submodule names follow the authors' release (`decoder.proj.vis.*`, `decoder.proj.audio_linear`),
 so their checkpoints load by renaming the prefix only.
 """
@@ -8,6 +15,7 @@ so their checkpoints load by renaming the prefix only.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,11 +29,14 @@ class MaskHead(nn.Module):
     release's AVSS layer has exactly N * D outputs).
     """
 
-    def __init__(self, *, dim: int, num_classes: int, upsample_steps: int) -> None:
+    def __init__(
+        self, *, dim: int, num_classes: int, upsample_steps: int, light: bool = False
+    ) -> None:
         super().__init__()
         if upsample_steps < 0:
             raise ValueError(f"mask_upsample_steps={upsample_steps}: expected 0 or more x2 steps")
         self.num_classes = num_classes
+        self.upsample_steps, self.light = upsample_steps, light
         layers: list[nn.Module] = []
         for _ in range(upsample_steps):
             layers += [
@@ -45,11 +56,21 @@ class MaskHead(nn.Module):
     def forward(self, v: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """v (BT, D, h, w) the finest fused map; token (BT, D) the last CLEVER token.
         Returns logits (BT, N, h * 2^steps, w * 2^steps)."""
-        x = self.vis(v)  # (BT, D, H, W)
+        if self.light:
+            x = v
+            for layer in self.vis:
+                if not isinstance(layer, nn.Upsample):
+                    x = layer(x)  # (BT, D, h, w)
+        else:
+            x = self.vis(v)  # (BT, D, H, W)
         params = self.audio_linear(token)  # (BT, D + 1) or (BT, N * D)
         if self.num_classes == 1:
             weight, bias = params[:, :-1], params[:, -1]
-            logits = torch.einsum("bd,bdhw->bhw", weight, x) + bias[:, None, None]
-            return logits[:, None]
-        kernels = params.unflatten(-1, (self.num_classes, -1))  # (BT, N, D)
-        return torch.einsum("bnd,bdhw->bnhw", kernels, x)
+            logits = (torch.einsum("bd,bdhw->bhw", weight, x) + bias[:, None, None])[:, None]
+        else:
+            kernels = params.unflatten(-1, (self.num_classes, -1))  # (BT, N, D)
+            logits = torch.einsum("bnd,bdhw->bnhw", kernels, x)
+        if self.light and self.upsample_steps:
+            scale = 2**self.upsample_steps
+            logits = F.interpolate(logits, scale_factor=scale, mode="bilinear", align_corners=False)
+        return logits

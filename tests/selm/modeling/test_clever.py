@@ -309,6 +309,76 @@ def test_dynamic_convolution_heads_match_hand_loops():
     torch.testing.assert_close(logits.double(), ref, rtol=1e-5, atol=1e-5)
 
 
+def _bilinear_float64(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bilinear upsampling by `scale` with align_corners=False by its definition: output pixel i
+    samples the input at (i + 0.5) / scale - 0.5, clamped to the edges, linear weights per axis."""
+    n, c, h, w = x.shape
+
+    def axis(size: int) -> torch.Tensor:  # (scale * size, size) interpolation matrix
+        m = torch.zeros(scale * size, size, dtype=torch.float64)
+        for i in range(scale * size):
+            pos = max((i + 0.5) / scale - 0.5, 0.0)
+            lo = min(int(math.floor(pos)), size - 1)
+            hi, frac = min(lo + 1, size - 1), pos - math.floor(pos)
+            m[i, lo] += 1 - frac
+            m[i, hi] += frac
+        return m
+
+    return torch.einsum("ih,nchw,jw->ncij", axis(h), x, axis(w))
+
+
+@pytest.mark.parametrize("num_classes, steps", [(1, 2), (3, 1), (1, 0)])
+def test_light_mask_head_is_the_full_head_at_low_resolution_then_upsampled(num_classes, steps):
+    torch.manual_seed(7)
+    d, bt, side = 32, 2, 4
+    full = MaskHead(dim=d, num_classes=num_classes, upsample_steps=steps).eval()
+    light = MaskHead(dim=d, num_classes=num_classes, upsample_steps=steps, light=True).eval()
+    _randomise_norms(full)
+    light.load_state_dict(full.state_dict())  # the same parameters, names and shapes
+    assert full.state_dict().keys() == light.state_dict().keys()
+    v, token = torch.randn(bt, d, side, side), torch.randn(bt, d)
+    with torch.no_grad():
+        got = light(v, token)
+    # float64 reference: every conv block and the Conv1x1 at the input's size, the dynamic
+    # kernel, then one bilinear upsampling of the logits by 2^steps
+    x = v.double()
+    blocks = [m for m in full.vis if isinstance(m, torch.nn.Sequential)]
+    for conv, norm, _ in blocks:
+        x = F.conv2d(x, conv.weight.double(), padding=1)
+        x = F.group_norm(x, 32, norm.weight.double(), norm.bias.double(), eps=norm.eps)
+        x = x.clamp_min(0)
+    last = full.vis[-1]
+    x = F.conv2d(x, last.weight.double(), last.bias.double())
+    params = full.audio_linear(token).double()
+    if num_classes == 1:
+        ref = (torch.einsum("bd,bdhw->bhw", params[:, :d], x) + params[:, d, None, None])[:, None]
+    else:
+        ref = torch.einsum("bnd,bdhw->bnhw", params.unflatten(-1, (num_classes, d)), x)
+    ref = _bilinear_float64(ref, 2**steps)
+    side_out = side * 2**steps
+    assert got.shape == (bt, num_classes, side_out, side_out)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    if steps == 0:  # nothing to move: the two heads are one computation
+        torch.testing.assert_close(got, full(v, token), rtol=0, atol=0)
+    else:
+        assert not torch.allclose(got, full(v, token), atol=1e-3)
+
+
+def test_light_mask_head_is_a_config_option_and_never_the_releases():
+    from selm.official_presets import OFFICIAL_PRESETS
+
+    assert SelMConfig().mask_head == "full"
+    assert all(p.get("mask_head", "full") == "full" for p in OFFICIAL_PRESETS.values())
+    cfg = SelMConfig(**TINY, mask_head="light")
+    decoder = CleverDecoder(cfg).eval()
+    assert decoder.proj.light
+    with torch.no_grad():
+        logits, _ = decoder(_feats(cfg, bt=1), _audio(cfg, bt=1))
+    assert logits.shape == (1, 1, cfg.out_size, cfg.out_size)
+    with pytest.raises(ValueError, match="mask_head='tiny'"):
+        SelMConfig(**TINY, mask_head="tiny")
+
+
 def _release_layout(grids, steps, num_classes, d=256):
     """The decoder part of the release's state dict, as the files in `official/` list it."""
     linear = lambda o, i, bias=True: {"weight": (o, i), **({"bias": (o,)} if bias else {})}  # noqa: E731
