@@ -89,7 +89,7 @@ def display_copy(pred, max_side: int):
     if (w, h) == (width, height):
         return pred
     frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in pred.frames])
-    return dataclasses.replace(pred, frames=frames)
+    return dataclasses.replace(pred, frames=frames, frame_size=None)  # masks at the frames' size
 
 
 DEFAULT_THRESHOLD = 0.5  # the UI's initial mask threshold: the overlay of the first pass

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,8 @@ class Prediction:
     overlay_threshold: float | None = None  # the threshold it was drawn at
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
     in_memory: bool = False  # made from a `Clip` whose `source` is no file (nothing to decode)
+    frame_size: tuple[int, int] | None = None  # (W, H) the video was decoded at, when the
+    # sampled frames are kept smaller (`Predictor.predict(frames_max_side=)`); None: theirs
 
     @property
     def num_classes(self) -> int:
@@ -105,7 +108,9 @@ class Prediction:
 
     @property
     def size(self) -> tuple[int, int]:
-        """(W, H) of the frames."""
+        """(W, H) of the video as decoded: masks and overlays default to it."""
+        if self.frame_size is not None:
+            return self.frame_size
         return self.frames.shape[2], self.frames.shape[1]
 
     def masks(self, threshold: float = 0.5, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -346,6 +351,7 @@ class Predictor:
         size: tuple[int, int] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         max_side: int | None = None,
+        frames_max_side: int | None = None,
     ) -> Prediction:
         """Segment the sounding objects of every second of `video` (a path or a `Clip`) while
         the model hears `audio` (see `resolve_audio`).
@@ -355,8 +361,11 @@ class Predictor:
         window and encoding them at their own timestamps, with the audio heard): memory does
         not grow with the video's frames. Frames are decoded at size = (W, H) (default: the
         source's as displayed, scaled down to at most `max_pixels` (None: no cap) and to a
-        longer side of at most `max_side`). progress(fraction,
-        message) is called after every stage of every window (decode, model, render, encode).
+        longer side of at most `max_side`). The one sampled frame per second that the
+        prediction keeps (`frames`, for display) is scaled to a longer side of at most
+        `frames_max_side` (None: as decoded; `size` stays the decoded one): a long video's
+        memory then grows by that thumbnail per second. progress(fraction, message) is called
+        after every stage of every window (decode, model, render, encode).
         """
         self.model.eval()
         if isinstance(video, Clip):
@@ -381,6 +390,7 @@ class Predictor:
             threshold,
             size,
             (max_pixels, max_side),
+            frames_max_side,
         )
 
     def _predict_clip(self, clip: Clip, audio, clock: _Clock) -> Prediction:
@@ -411,7 +421,7 @@ class Predictor:
         )
 
     def _predict_file(
-        self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps
+        self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps, keep_side
     ) -> Prediction:
         from selm.render import open_writer, paint_frames
 
@@ -451,7 +461,7 @@ class Predictor:
                 clock.stage("decode")
                 result = self._window(np.stack(picks), wave, clock, start)
                 windows.append(result)
-                frames.extend(picks)
+                frames.extend(_thumbnails(picks, keep_side))
                 sampler.picks[start : start + count] = [None] * count
                 step("model")
                 if writer is None:
@@ -515,4 +525,15 @@ class Predictor:
             overlay=None if overlay is None else Path(overlay),
             overlay_threshold=None if overlay is None else threshold,
             timings=dict(clock.spent),
+            frame_size=None if frames.result().shape[1:3] == (shape[1], shape[0]) else shape,
         )
+
+
+def _thumbnails(frames: list[np.ndarray], max_side: int | None) -> list[np.ndarray]:
+    """The frames scaled (area) to a longer side of at most max_side; as they are for None."""
+    if not frames or max_side is None or max(frames[0].shape[:2]) <= max_side:
+        return frames
+    height, width = frames[0].shape[:2]
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]

@@ -361,3 +361,22 @@ def test_an_in_memory_clip_renders_its_own_frames(tmp_path):
     for _, image in images:  # the bright object is drawn red
         centre = image[16, 28].astype(int)
         assert centre[0] - centre[1] > 60
+
+
+def test_frames_kept_as_thumbnails_leave_masks_and_overlay_at_the_decoded_size(video, tmp_path):
+    import cv2
+
+    full = Predictor(FakeSelM()).predict(video)
+    small = Predictor(FakeSelM()).predict(video, overlay=tmp_path / "o.mp4", frames_max_side=16)
+    assert small.frames.shape == (SECONDS, 12, 16, 3)  # 64 x 48 -> longer side 16
+    expected = [cv2.resize(f, (16, 12), interpolation=cv2.INTER_AREA) for f in full.frames]
+    np.testing.assert_array_equal(small.frames, np.stack(expected))
+    assert small.size == full.size == (W, H) and small.frame_size == (W, H)
+    np.testing.assert_array_equal(small.probs, full.probs)  # the model saw the same frames
+    np.testing.assert_array_equal(small.masks(), full.masks())
+    assert small.masks().shape == (SECONDS, H, W)
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (W, H)
+    same = Predictor(FakeSelM()).predict(video, frames_max_side=64)  # no larger than asked
+    assert same.frame_size is None and same.frames.shape == full.frames.shape
