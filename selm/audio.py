@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import functools
+import math
 
+import numpy as np
 import torch
 import torchaudio
 
@@ -94,6 +96,70 @@ def to_mono_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     if sample_rate != SAMPLE_RATE:
         waveform = torchaudio.functional.resample(waveform, sample_rate, SAMPLE_RATE)
     return waveform
+
+
+class BlockResampler:
+    """`to_mono_16k` of a long mono signal fed in pieces, in blocks of about `block_seconds`:
+    memory stays a block, not the whole signal at its own rate (a 300-s 44.1-kHz track held
+    ~215 MB of temporaries in one call). Each block is resampled by torchaudio with `context`
+    input samples of the real signal on both sides, aligned to the resampler's period, and only
+    its own outputs are kept; the result equals resampling the whole signal at once to float
+    rounding (the FIR sees the same samples; tests/selm/test_audio.py), and has its length.
+    """
+
+    LOWPASS_WIDTH, ROLLOFF = 6, 0.99  # torchaudio.functional.resample's defaults
+
+    def __init__(self, sample_rate: int, block_seconds: float = 10.0) -> None:
+        self.rate = int(sample_rate)
+        g = math.gcd(self.rate, SAMPLE_RATE)
+        self.orig, self.new = self.rate // g, SAMPLE_RATE // g
+        # torchaudio's kernel reaches this many input samples either side of an output
+        reach = math.ceil(
+            self.LOWPASS_WIDTH * self.orig / (min(self.orig, self.new) * self.ROLLOFF)
+        )
+        self.context = self.orig * (math.ceil((reach + 1) / self.orig) + 1)
+        self.block = self.orig * max(1, round(block_seconds * self.rate / self.orig))
+        self._pending: list[np.ndarray] = []  # input not yet joined to the buffer
+        self._pending_samples = 0
+        self._buffer = np.zeros(0, np.float32)
+        self._left = 0  # samples of context at the buffer's start (0 at the signal's start)
+        self._out: list[np.ndarray] = []
+
+    def _resample(self, piece: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
+        if self.rate != SAMPLE_RATE:
+            x = torchaudio.functional.resample(x, self.rate, SAMPLE_RATE)
+        return x.numpy()
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Append (n,) float32 mono samples at `sample_rate`."""
+        samples = np.asarray(samples, np.float32)
+        self._pending.append(samples)
+        self._pending_samples += len(samples)
+        if len(self._buffer) - self._left + self._pending_samples < self.block + self.context:
+            return
+        self._buffer = np.concatenate([self._buffer, *self._pending])
+        self._pending, self._pending_samples = [], 0
+        while len(self._buffer) - self._left >= self.block + self.context:
+            piece = self._buffer[: self._left + self.block + self.context]
+            skip = self._left * self.new // self.orig
+            self._out.append(
+                self._resample(piece)[skip : skip + self.block * self.new // self.orig]
+            )
+            start = self._left + self.block - self.context  # keep `context` before the next block
+            self._buffer, self._left = self._buffer[start:].copy(), self.context
+
+    def finish(self) -> np.ndarray:
+        """The whole signal at 16 kHz, (S,) float32 (its length: ceil(S_in * 16000 / rate))."""
+        rest = np.concatenate([self._buffer, *self._pending])
+        self._pending, self._pending_samples = [], 0
+        self._buffer = np.zeros(0, np.float32)
+        if len(rest) > self._left:
+            skip = self._left * self.new // self.orig
+            self._out.append(self._resample(rest)[skip:])
+        out = np.concatenate(self._out) if self._out else np.zeros(0, np.float32)
+        self._out = []
+        return out
 
 
 def log_mel_examples(

@@ -24,7 +24,7 @@ import av
 import numpy as np
 import torch
 
-from selm.audio import SAMPLE_RATE, to_mono_16k
+from selm.audio import SAMPLE_RATE, BlockResampler, to_mono_16k
 from selm.state_dict import atomic_path
 
 # frame i is taken at i + 14/16 s: the 15th of 16 sub-samples of second i (AVSBench)
@@ -346,7 +346,15 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
 def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
     """Decode `stream` from the start until `stop` seconds -> (S,) float32 mono 16 kHz."""
     resampler = av.AudioResampler(format="fltp")  # sample format only; rate, layout kept
-    chunks: list[np.ndarray] = []
+    to_16k: BlockResampler | None = None  # to 16 kHz a block at a time (bounded memory)
+
+    def feed(frames) -> None:
+        nonlocal to_16k
+        for c in frames:
+            if to_16k is None:
+                to_16k = BlockResampler(c.sample_rate)
+            to_16k.feed(_mono(c))
+
     origin = None
     try:
         for frame in container.decode(stream):
@@ -355,16 +363,16 @@ def _decode_audio(container, stream, stop: float | None) -> np.ndarray | None:
                 origin = start if origin is None else origin
                 if start - origin > stop:
                     break
-            chunks.extend(_mono(c) for c in resampler.resample(frame))
-        chunks.extend(_mono(c) for c in resampler.resample(None))
+            feed(resampler.resample(frame))
+        feed(resampler.resample(None))
     except av.FFmpegError as err:
         name = Path(container.name).name
         raise MediaError(
             f"{name} could not be decoded ({err}); re-encode it or give another file"
         ) from err
-    if not chunks:
+    if to_16k is None:
         return None
-    wave = to_mono_16k(torch.from_numpy(np.concatenate(chunks)), resampler.rate).numpy()
+    wave = to_16k.finish()
     return wave if stop is None else wave[: math.ceil(stop * SAMPLE_RATE)]
 
 

@@ -1,10 +1,12 @@
 """The VGGish log-mel front end against a float64 NumPy transcription of VGGish's algorithm."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from selm.audio import LogMel, log_mel_examples, vggish_mel_matrix
+from selm.audio import LogMel, log_mel_examples, to_mono_16k, vggish_mel_matrix
 
 
 def _hz_to_mel(f):
@@ -88,3 +90,27 @@ def test_too_short_and_bad_shapes():
         log_mel_examples(torch.randn(1, 2, 100))
     with pytest.raises(ValueError, match="padding"):
         log_mel_examples(torch.randn(16000), num_examples=2, padding="wrap")
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 22050, 11025, 8000, 16000])
+def test_block_resampler_equals_resampling_the_whole_signal(rate):
+    from selm.audio import BlockResampler
+
+    rng = np.random.default_rng(rate)
+    x = rng.standard_normal(rate * 5 + 77).astype(np.float32)
+    whole = to_mono_16k(torch.from_numpy(x), rate).numpy()
+    blocks = BlockResampler(rate, block_seconds=0.7)
+    i = 0
+    while i < len(x):  # pieces of any size, as decoded audio frames come
+        n = int(rng.integers(1, rate // 3))
+        blocks.feed(x[i : i + n])
+        i += n
+    out = blocks.finish()
+    assert len(out) == len(whole) == math.ceil(len(x) * 16000 / rate)
+    np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6)
+    # memory: never more than a block and its context held at the input rate
+    assert blocks.block <= rate and blocks.context < rate // 10
+    short = BlockResampler(rate)
+    short.feed(x[:100])
+    assert len(short.finish()) == math.ceil(100 * 16000 / rate)
+    assert len(BlockResampler(rate).finish()) == 0
