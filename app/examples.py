@@ -3,8 +3,10 @@
 Examples are the video files in the examples directory (AVS-Synth clips, mp4 with audio). An
 optional `examples.json` beside them maps a file name to a one-line description, e.g.
 `{"two_sources.mp4": "two sounding objects and a silent distractor"}`, or to an object
-`{"description": ..., "objects": {"drum": "blue triangle", ...}}` naming what each category
-looks like; without one, the label is the file name.
+`{"description": ..., "objects": {"drum": "blue triangle", ...}, "compare": "selm-hard-no_dam"}`
+naming what each category looks like and the checkpoint its description compares with the
+default (the Compare tab's first choice when it is listed); without one, the label is the file
+name.
 
 Checkpoints are directories holding `config.json` and `model.safetensors`, optionally an
 `evaluation.json` (metric name -> number or [low, high], flat or nested) and a `README.md` model
@@ -40,6 +42,7 @@ class Example:
     path: Path
     description: str
     objects: dict[str, str] = field(default_factory=dict)  # category -> what it looks like
+    compare: str | None = None  # the checkpoint the description compares with the default
 
     @property
     def label(self) -> str:
@@ -62,11 +65,14 @@ def find_examples(directory: str | os.PathLike) -> list[Example]:
             for name, value in loaded.items():
                 if isinstance(value, dict):
                     objects = {str(k): str(v) for k, v in (value.get("objects") or {}).items()}
+                    compare = value.get("compare")
                     entries[str(name)] = dict(
-                        description=str(value.get("description", "")), objects=objects
+                        description=str(value.get("description", "")),
+                        objects=objects,
+                        compare=None if compare is None else str(compare),
                     )
                 else:
-                    entries[str(name)] = dict(description=str(value), objects={})
+                    entries[str(name)] = dict(description=str(value), objects={}, compare=None)
         except (json.JSONDecodeError, AttributeError) as err:
             raise ValueError(
                 f"{meta.name}: expected a JSON object {{file name: description}} ({err})"
@@ -75,7 +81,7 @@ def find_examples(directory: str | os.PathLike) -> list[Example]:
         Example(
             name=p.name,
             path=p.resolve(),
-            **entries.get(p.name, dict(description="", objects={})),
+            **entries.get(p.name, dict(description="", objects={}, compare=None)),
         )
         for p in sorted(directory.iterdir())
         if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES

@@ -80,16 +80,23 @@ def infos(settings: DemoSettings) -> dict[str, CheckpointInfo]:
     return {label: checkpoint_info(spec, label) for label, spec in settings.checkpoints.items()}
 
 
+def default_compare(settings: DemoSettings) -> str:
+    """The Compare tab's first choice: the checkpoint an example's description compares with
+    the default, when listed; else the last local checkpoint (the authors' ones download on
+    first use)."""
+    local = [
+        label for label, s in settings.checkpoints.items() if not s.startswith(OFFICIAL_PREFIX)
+    ]
+    named = [ex.compare for ex in settings.examples if ex.compare in local[1:]]
+    return named[0] if named else (local or list(settings.checkpoints))[-1]
+
+
 def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
     """The Blocks app; `pool` gives predictors by checkpoint spec (loaded on first use)."""
     gpu = settings.gpu or (lambda fn: fn)
     known = infos(settings)
     model_choices = [(known[label].label, label) for label in settings.checkpoints]
-    # compare with the last of the local checkpoints: the authors' ones download on first use
-    local = [
-        label for label, s in settings.checkpoints.items() if not s.startswith(OFFICIAL_PREFIX)
-    ]
-    compare_default = (local or list(settings.checkpoints))[-1]
+    compare_default = default_compare(settings)
     default_model = model_choices[0][1]
     example_choices = [(ex.label, ex.name) for ex in settings.examples]
     typed_label = (

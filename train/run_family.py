@@ -188,12 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu | cuda (every run on it)")
     p.add_argument("--data", type=Path, help="hard training root (default OUT/train_hard_seed0)")
     p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--train-clips", type=int, default=192)
-    p.add_argument("--val-clips", type=int, default=8)
+    p.add_argument("--train-clips", type=int, default=384)
+    p.add_argument("--val-clips", type=int, default=16)
     p.add_argument("--test-seed", type=int, default=2027)
-    p.add_argument("--test-clips", type=int, default=24)
+    p.add_argument("--test-clips", type=int, default=48)
     p.add_argument("--ship", type=Path, metavar="DIR", help="copy the shipped models there")
     p.add_argument("--ship-siblings", type=int, default=4)
+    p.add_argument(
+        "--examples",
+        type=Path,
+        metavar="DIR",
+        help="with --ship: the demo's example folder, which gets the hard test clip where the "
+        "default and the most different shipped sibling differ most (train/family_example.py)",
+    )
+    p.add_argument("--example-size", type=int, default=224, help="frame side of that mp4")
     p.add_argument("--dry-run", action="store_true", help="tiny data, a few steps, one seed")
     p.add_argument(
         "--no-train",
@@ -284,8 +292,46 @@ def main(argv: list[str] | None = None) -> int:
     print((out / "comparison.md").read_text())
     print(f"{len(jobs) - len(failed)}/{len(jobs)} runs done in {wall / 60:.1f} min")
     if a.ship and result is not None:
-        ship(result, out, a.ship, configs, record, a.ship_siblings)
+        chosen = ship(result, out, a.ship, configs, record, a.ship_siblings)
+        if a.examples is not None and len(chosen) > 1:
+            ship_example(out, test_root, seeds, chosen[1], a.examples, a.example_size)
     return 1 if failed else 0
+
+
+def ship_example(
+    out: Path, test_root: Path, seeds: list[int], sibling: str, examples: Path, size: int
+) -> Path:
+    """The demo example for the default vs `sibling` (train/family_example.py): the test set is
+    generated again with mp4 at `size` px (same seed and clips) into OUT."""
+    from train.family_example import choose_clip, write_example
+    from train.synth.generate import generate
+
+    def stats(name: str) -> list[dict]:
+        files = [out / name / f"seed{s}" / f"clips_{test_root.name}.json" for s in seeds]
+        return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+    choice = choose_clip(stats(DEFAULT), stats(sibling))
+    meta = json.loads((test_root / "metadata.json").read_text())
+    render = out / f"{test_root.name}_mp4_{size}"
+    if not (render / "metadata.json").is_file():
+        clips = len(meta["clips"]["ms3"])
+        generate(
+            render,
+            seed=meta["seed"],
+            size=size,
+            layouts=("ms3",),
+            sizes={"train": 0, "val": 0, "test": clips},
+            mp4=True,
+            progress=False,
+            overwrite=True,
+            workers=min(2, os.cpu_count() or 1),
+            difficulty="hard",
+        )
+    path = write_example(
+        test_root, render, choice, examples, folder_name(DEFAULT), folder_name(sibling)
+    )
+    print(f"example {choice['clip']} ({folder_name(DEFAULT)} vs {folder_name(sibling)}) -> {path}")
+    return path
 
 
 def recipe(default: Path, extra: list[str], data: Path) -> dict:
@@ -367,7 +413,12 @@ def evaluation_row(result: dict, name: str) -> dict:
     return row
 
 
-def ship(result: dict, out: Path, dest: Path, configs: list[Path], record: dict, k: int) -> None:
+def ship(
+    result: dict, out: Path, dest: Path, configs: list[Path], record: dict, k: int
+) -> list[str]:
+    """Copy seed 0 of the default and of the k most different siblings into DEST (model card,
+    evaluation.json) and write DEST/README.md with the whole table; returns the shipped names,
+    the default first."""
     from train.compare import _cell, _write_text
 
     by_name = {c.stem: c for c in configs}
@@ -414,6 +465,7 @@ def ship(result: dict, out: Path, dest: Path, configs: list[Path], record: dict,
         empty_baseline(Path(result["test_root"])),
     ]
     _write_text(dest / "README.md", "\n".join(index))
+    return chosen
 
 
 def empty_baseline(test_root: Path) -> str:

@@ -111,3 +111,22 @@ def test_checkpoint_without_records_still_describes_itself(tmp_path):
     info = checkpoint_info(str(broken))
     assert info.trained_on == "unknown data" and info.input_size is None and info.headline == ""
     assert checkpoint_info("official:s4_r50").name == "official:s4_r50"
+
+
+def test_an_example_names_the_checkpoint_its_description_compares(tmp_path):
+    from app.ui import DemoSettings, default_compare
+
+    (tmp_path / "hard_ms3_test_00003.mp4").write_bytes(b"x")
+    (tmp_path / "plain.mp4").write_bytes(b"x")
+    entry = {"description": "look here", "objects": {"drum": "blue triangle"}}
+    meta = {"hard_ms3_test_00003.mp4": {**entry, "compare": "selm-hard-no_dam"}}
+    (tmp_path / "examples.json").write_text(json.dumps(meta))
+    examples = find_examples(tmp_path)
+    assert [e.compare for e in examples] == ["selm-hard-no_dam", None]
+    listed = {n: f"/ckpt/{n}" for n in ("selm-hard", "selm-hard-no_dam", "selm-hard-x")}
+    settings = DemoSettings(checkpoints=listed, examples=examples)
+    assert default_compare(settings) == "selm-hard-no_dam"
+    listed.pop("selm-hard-no_dam")  # not listed: the last local checkpoint, as before
+    assert default_compare(DemoSettings(checkpoints=listed, examples=examples)) == "selm-hard-x"
+    official = {**listed, "official:s4_r50": "official:s4_r50"}
+    assert default_compare(DemoSettings(checkpoints=official, examples=[])) == "selm-hard-x"

@@ -13,8 +13,10 @@ from train.run_family import family_configs, main
 @pytest.mark.slow
 def test_dry_run_trains_evaluates_tables_and_ships_every_config(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["python -m train.run_family"])
-    out, ship = tmp_path / "family", tmp_path / "ship"
-    assert main(["--out", str(out), "--dry-run", "--ship", str(ship), "--jobs", "2"]) == 0
+    out, ship, examples = tmp_path / "family", tmp_path / "ship", tmp_path / "examples"
+    argv = ["--out", str(out), "--dry-run", "--ship", str(ship), "--jobs", "2"]
+    argv += ["--examples", str(examples), "--example-size", "64"]
+    assert main(argv) == 0
     names = [c.stem for c in family_configs()]
     result = json.loads((out / "comparison.json").read_text())
     assert list(result["models"]) == names  # the default first, every sibling
@@ -32,5 +34,9 @@ def test_dry_run_trains_evaluates_tables_and_ships_every_config(tmp_path, monkey
         assert "m_j" in row["summary"] and format_evaluation(row).startswith("M_J ")
         load_pretrained(ship / folder)
     assert "every config" in (ship / "README.md").read_text().lower()
+    clip = json.loads((examples / "examples.json").read_text())
+    ((name, entry),) = clip.items()
+    assert name.startswith("hard_ms3_test_") and (examples / name).is_file()
+    assert "Look at: Compare tab, selm-hard vs selm-hard-" in entry["description"]
     record = json.loads((out / "family.json").read_text())
     assert len(record["runs"]) == len(names) and all("train_s" in r for r in record["runs"])
