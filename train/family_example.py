@@ -63,6 +63,10 @@ def choose_clip(default: list[dict], sibling: list[dict]) -> dict:
     }
 
 
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def describe(meta: dict, choice: dict, default_name: str, sibling_name: str) -> dict:
     """examples.json's entry: what is in the clip, and the one line saying what to look at."""
     objects = {o["category"]: LOOKS[o["category"]] for o in meta["objects"]}
@@ -72,9 +76,13 @@ def describe(meta: dict, choice: dict, default_name: str, sibling_name: str) -> 
     parts = [
         f"hard AVS-Synth test clip {meta['name']} (seed {meta.get('seed', '?')}, "
         f"{meta.get('snr_db', 0):.0f} dB SNR): "
-        + (", ".join(sounding) + " sound" if sounding else "nothing in view sounds")
-        + (f"; {', '.join(silent)} visible but silent" if silent else "")
-        + (f"; off-screen: {', '.join(offscreen)}" if offscreen else "")
+        + (
+            _listed(sounding) + (" sounds" if len(sounding) == 1 else " sound")
+            if sounding
+            else "nothing in view sounds"
+        )
+        + (f"; {_listed(silent)} visible but silent" if silent else "")
+        + (f"; off-screen: {_listed(offscreen)}" if offscreen else "")
     ]
     d, s = choice["default"], choice["sibling"]
     worst = max(NEGATIVE_AUDIO, key=lambda k: abs(d[k] - s[k]))

@@ -38,6 +38,12 @@ def test_the_clip_rule_by_hand():
         choose_clip(default, other)
 
 
+CHOICE = {
+    "default": {"j": 0.5, "silent": 0.0, "noise": 0.0, "offscreen": 0.0},
+    "sibling": {"j": 0.4, "silent": 0.0, "noise": 0.1, "offscreen": 0.0},
+}
+
+
 def test_the_description_names_objects_and_what_to_look_at():
     meta = {
         "name": "ms3_test_00004",
@@ -49,6 +55,8 @@ def test_the_description_names_objects_and_what_to_look_at():
         ],
         "offscreen": [{"category": "voice"}],
     }
+    two = {**meta, "objects": [{"category": c, "sounding_seconds": [1]} for c in ("horn", "siren")]}
+    assert "horn and siren sound." in describe(two, {**CHOICE}, "x", "y")["description"]
     choice = {
         "default": {"j": 0.61, "silent": 0.01, "noise": 0.02, "offscreen": 0.3},
         "sibling": {"j": 0.2, "silent": 0.01, "noise": 0.02, "offscreen": 0.05},
