@@ -56,7 +56,7 @@ def test_the_description_names_objects_and_what_to_look_at():
         "offscreen": [{"category": "voice"}],
     }
     two = {**meta, "objects": [{"category": c, "sounding_seconds": [1]} for c in ("horn", "siren")]}
-    assert "horn and siren sound." in describe(two, {**CHOICE}, "x", "y")["description"]
+    assert "horn and siren sound;" in describe(two, {**CHOICE}, "x", "y")["description"]
     choice = {
         "default": {"j": 0.61, "silent": 0.01, "noise": 0.02, "offscreen": 0.3},
         "sibling": {"j": 0.2, "silent": 0.01, "noise": 0.02, "offscreen": 0.05},
