@@ -218,6 +218,7 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
                                 model_choices, label="Compare with", value=compare_default
                             )
                             other_typed = gr.Textbox(label=typed_label)
+                        other_status = gr.Markdown(elem_id="compare-checkpoint-status")
                         compare_btn = gr.Button("Compare on this clip and audio")
                         compare_summary = gr.Markdown(elem_id="compare-summary")
                         with gr.Row():
@@ -271,6 +272,13 @@ def build_demo(settings: DemoSettings, pool: PredictorPool) -> gr.Blocks:
             model,
             model_status,
             api_name="load_checkpoint",
+            concurrency_id="load",
+        )
+        other.change(  # the same for the compared model: progress while it downloads
+            partial(on_pick, pool, settings.checkpoints),
+            other,
+            other_status,
+            api_name="load_compare_checkpoint",
             concurrency_id="load",
         )
         for button, tab in ((run_btn, "result"), (illusion_btn, "illusion")):  # show where

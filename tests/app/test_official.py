@@ -76,6 +76,8 @@ def test_picking_an_official_model_downloads_converts_and_loads_once(
     assert loaded == [fake_drive.home / "checkpoints" / "official-s4_r50"]
     assert event(demo, "load_checkpoint")(spec) == "**authors' SelM-R50, S4** is loaded."
     assert len(fake_drive.calls) == 2 and len(loaded) == 1  # picked again: nothing fetched
+    # the Compare tab's picker prepares its model the same way (status line, progress)
+    assert event(demo, "load_compare_checkpoint")(spec) == "**authors' SelM-R50, S4** is loaded."
     *_, summary, pred = run(demo, media_dir / "tone.mp4", spec)
     assert pred.frames.shape[0] == 3 and "its own audio" in summary
 
@@ -98,6 +100,8 @@ def test_offline_pick_explains_and_the_rest_keeps_working(fake_drive, isolated_t
     assert "drive.google.com cannot be reached" in status
     assert "https://drive.google.com/file/d/1WFcfB5cawzqLSxUJH7yP3xL2JN0ZX27V/view" in status
     assert event(demo, "load_checkpoint")("fake") == ""  # ours: nothing to fetch
+    compared = event(demo, "load_compare_checkpoint")("official:s4_pvt")
+    assert compared.startswith("**authors' SelM-PVTv2, S4 cannot be loaded here.**")
     *_, pred = run(demo, media_dir / "tone.mp4", "fake")
     assert pred.frames.shape[0] == 3
     with pytest.raises(gr.Error, match="cannot be reached"):
