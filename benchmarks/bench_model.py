@@ -1,6 +1,8 @@
-"""Forward-time benchmark of SelM presets: full model, backbone alone, the 24 Mamba blocks.
+"""Forward-time benchmark of SelM presets: full model, backbone alone, the 24 Mamba blocks and
+the mask head alone (CLEVER's `proj`, on the inputs the full forward gave it).
 
-Prints a table and writes JSON. One 5-frame clip at 224 (log-mel audio through VGGish), eval mode.
+Prints a table and writes JSON. One 5-frame clip at 224 (log-mel audio through VGGish), eval mode;
+the `family` rows are the model family's width and input (D = 32, 64 px) with either head.
     python benchmarks/bench_model.py --device cpu --out bench_cpu.json
     python benchmarks/bench_model.py --device cuda --dtypes float32 bfloat16 --out bench_cuda.json
 """
@@ -20,17 +22,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selm import (
-    build_selm,  # noqa: E402
-    ssm,  # noqa: E402
-)
+from selm import build_selm  # noqa: E402
+from selm.modeling import ssm  # noqa: E402
 from selm.modeling.bcsm import MambaStack  # noqa: E402
 
+# row name -> (preset, overrides)
 PRESETS = {
-    "selm_tiny": {},
-    "selm_r50": {},
+    "selm_tiny": ("selm_tiny", {}),
+    "selm_tiny/light": ("selm_tiny", dict(mask_head="light")),
+    "family/full": ("selm_tiny", dict(input_size=64, dim=32)),
+    "family/light": ("selm_tiny", dict(input_size=64, dim=32, mask_head="light")),
+    "selm_r50": ("selm_r50", {}),
     # the paper's input size; the release's PVT runs at 448
-    "selm_pvt_b5": dict(input_size=224, output_size=None, mask_upsample_steps=2),
+    "selm_pvt_b5": ("selm_pvt_b5", dict(input_size=224, output_size=None, mask_upsample_steps=2)),
 }
 
 
@@ -53,7 +57,8 @@ def _time(fn, device: str, iters: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
+def bench_preset(row, device, dtype, iters, warmup, kernel):
+    name, overrides = PRESETS[row]
     model = build_selm(name, **overrides).to(device).eval()
     size, t = model.config.input_size, 5
     frames = torch.randn(1, t, 3, size, size, device=device)
@@ -63,12 +68,13 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
     ssm.HAS_MAMBA_KERNEL = saved_flag and kernel
 
     # capture the inputs of the 8 Mamba stacks (4 levels x video/audio x 3 blocks = 24 blocks)
-    captured = []
+    captured, head = [], []
     hooks = [
         m.register_forward_pre_hook(lambda mod, args: captured.append((mod, args)))
         for m in model.modules()
         if isinstance(m, MambaStack)
     ]
+    hooks.append(model.decoder.proj.register_forward_pre_hook(lambda m, a: head.append((m, a))))
     with torch.inference_mode(), autocast:
         model(frames, audio)
     for h in hooks:
@@ -88,6 +94,7 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
 
         backbone = _time(backbone_only, device, iters, warmup)
         mamba = _time(lambda: [mod(*args) for mod, args in captured], device, iters, warmup)
+        head_ms = _time(lambda: head[0][0](*head[0][1]), device, iters, warmup)
     ssm.HAS_MAMBA_KERNEL = saved_flag
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -95,7 +102,9 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return dict(
+        row=row,
         preset=name,
+        mask_head=model.config.mask_head,
         input_size=size,
         frames=t,
         device=device,
@@ -105,6 +114,8 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
         backbone_ms=backbone,
         mamba_blocks=blocks,
         mamba_ms=mamba,
+        head_ms=head_ms,
+        head_share=head_ms / full,
         full_over_backbone=full / backbone,
         peak_mib=peak,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
@@ -114,7 +125,7 @@ def bench_preset(name, overrides, device, dtype, iters, warmup, kernel):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--presets", nargs="+", default=list(PRESETS))
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--iters", type=int, default=None, help="timed runs (default 20 cuda, 3 cpu)")
     p.add_argument("--warmup", type=int, default=None)
@@ -126,21 +137,20 @@ def main(argv=None) -> None:
     kernels = [True, False] if (args.device == "cuda" and args.both_scans) else [True]
     rows = []
     head = (
-        f"{'preset':12} {'dtype':9} {'scan':17} {'full ms':>9} {'backbone':>9} {'ratio':>6} "
-        f"{'24 Mamba':>9} {'peak MiB':>9}"
+        f"{'row':16} {'dtype':9} {'scan':17} {'full ms':>9} {'backbone':>9} {'ratio':>6} "
+        f"{'24 Mamba':>9} {'head ms':>8} {'head %':>6} {'peak MiB':>9}"
     )
     print(head + "\n" + "-" * len(head))
     for name in args.presets:
         for dtype in args.dtypes:
             for kernel in kernels:
-                r = bench_preset(
-                    name, PRESETS.get(name, {}), args.device, dtype, iters, warmup, kernel
-                )
+                r = bench_preset(name, args.device, dtype, iters, warmup, kernel)
                 rows.append(r)
                 print(
-                    f"{name:12} {dtype:9} {r['scan']:17} "
+                    f"{name:16} {dtype:9} {r['scan']:17} "
                     f"{r['full_ms']:9.2f} {r['backbone_ms']:9.2f} "
-                    f"{r['full_over_backbone']:6.2f} {r['mamba_ms']:9.2f} {r['peak_mib']:9.0f}",
+                    f"{r['full_over_backbone']:6.2f} {r['mamba_ms']:9.2f} {r['head_ms']:8.2f} "
+                    f"{100 * r['head_share']:6.1f} {r['peak_mib']:9.0f}",
                     flush=True,
                 )
     meta = dict(

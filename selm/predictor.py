@@ -77,11 +77,12 @@ class Prediction:
     """What SelM saw and predicted for one video, one entry per second (T = seconds).
 
     Memory per second is small whatever the video's length: the sampled frame (at the size the
-    video was decoded at, at most `selm.media.DEFAULT_MAX_PIXELS` by default) and the model's
-    outputs at its own grids; never the video's frames at full frame rate.
+    video was decoded at, at most `selm.media.DEFAULT_MAX_PIXELS` by default, or a thumbnail:
+    `Predictor.predict(frames_max_side=)`) and the model's outputs at its own grids; never the
+    video's frames at full frame rate.
     """
 
-    frames: np.ndarray  # (T, H, W, 3) uint8 sampled frames, at the decoded size
+    frames: np.ndarray  # (T, H, W, 3) uint8 sampled frames, at the decoded size or smaller
     times: np.ndarray  # (T,) seconds
     probs: np.ndarray  # (T, N, h, w) float32: sigmoid (N = 1) or softmax (N > 1); h, w: the
     # model's output grid (the Predictor's) or any other; `masks()` resizes to the frames
