@@ -23,7 +23,7 @@ from selm.runtime import yield_idle_threads
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 yield_idle_threads()  # a Space's CPU is shared; app.py imports torch only in main()
 
-DEFAULT_CHECKPOINT = "assets/checkpoints/selm-synth"
+DEFAULT_CHECKPOINT = "assets/checkpoints/selm-hard"
 DEFAULT_EXAMPLES = "assets/examples"
 
 

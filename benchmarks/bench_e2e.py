@@ -33,7 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "assets" / "checkpoints" / "selm-synth"
+CHECKPOINT = ROOT / "assets" / "checkpoints" / "selm-hard"  # the demo default (app.py)
 CASES = ("predictor", "overlay", "cli", "startup", "demo")
 
 
