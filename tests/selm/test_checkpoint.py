@@ -95,8 +95,6 @@ SHIPPED = Path(__file__).parents[2] / "assets" / "checkpoints"
 REFERENCE_LOGITS = {  # mean, std, logits[0, 2, 0, 10, 20]
     "selm-hard": (-8.502654, 4.685565, -13.426809),  # the family default (light mask head)
     "selm-synth": (-12.167857, 3.120062, -7.676706),
-    "selm-synth-no-bcsm": (-5.807546, 2.48232, -9.680059),
-    "selm-synth-no-dam": (-5.750633, 2.764302, -7.497304),
 }
 
 

@@ -151,6 +151,7 @@ def test_each_family_sibling_differs_from_the_default_in_exactly_one_field():
         "clever_video": ("model.clever_cross_attention", "both", "video"),
         "loss_bce": ("model.loss", "bce+dice+aux", "bce"),
         "loss_bce_dice": ("model.loss", "bce+dice+aux", "bce+dice"),
+        "full_head": ("model.mask_head", "light", "full"),
     }
     siblings = {c.stem: c for c in configs[1:]}
     assert set(siblings) == set(expected)
