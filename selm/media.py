@@ -449,10 +449,15 @@ def displayed_size(
     width, height = frame.width, frame.height
     if _rotation(frame) % 2:
         width, height = height, width
+    return fit_pixels(*fit_side(width, height, max_side), max_pixels)
+
+
+def fit_side(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(W, H) scaled down (aspect kept) to a longer side of at most max_side (None: as is)."""
     if max_side is not None and max(width, height) > max_side:
         scale = max_side / max(width, height)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    return fit_pixels(width, height, max_pixels)
+    return width, height
 
 
 def read_audio(path: str | os.PathLike, seconds: float | None = None) -> np.ndarray:

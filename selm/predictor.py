@@ -37,6 +37,7 @@ from selm.media import (
     VideoStream,
     declared_seconds,
     displayed_size,
+    fit_side,
     frame_times,
     frame_to_rgb,
     over_limit,
@@ -532,9 +533,10 @@ class Predictor:
 
 def _thumbnails(frames: list[np.ndarray], max_side: int | None) -> list[np.ndarray]:
     """The frames scaled (area) to a longer side of at most max_side; as they are for None."""
-    if not frames or max_side is None or max(frames[0].shape[:2]) <= max_side:
+    if not frames:
         return frames
     height, width = frames[0].shape[:2]
-    scale = max_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = fit_side(width, height, max_side)
+    if size == (width, height):
+        return frames
     return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]

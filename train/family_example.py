@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from selm.metrics import NEGATIVE_AUDIO
+from selm.state_dict import atomic_path
 from train.synth.scenes import CATEGORIES
 
 # how each category looks in AVS-Synth (train/synth/scenes.py: its shape and base colour)
@@ -35,15 +36,12 @@ LOOKS = {c.name: f"{COLOUR_NAMES[c.name]} {c.shape}" for c in CATEGORIES}
 
 def _per_clip(stats: list[dict]) -> dict[str, np.ndarray]:
     """Seed-averaged per-clip J (real audio) and FPR per negative set, in test-set order."""
-    clips = stats[0]["real"]["clips"]
-    for s in stats:
-        if s["real"]["clips"] != clips:
-            raise ValueError("the seeds were evaluated on different clips")
-    out = {"j": np.mean([s["real"]["j"] for s in stats], axis=0)}
-    for kind in NEGATIVE_AUDIO:
-        fpr = [np.asarray(s[kind]["fp"]) / np.maximum(1, np.asarray(s[kind]["neg"])) for s in stats]
-        out[kind] = np.mean(fpr, axis=0)
-    out["clips"] = np.asarray(clips)
+    from train.compare import _seed_average
+
+    avg = _seed_average(stats)
+    out = {"j": avg["real"]["j"], "clips": np.asarray(avg["real"]["clips"])}
+    for kind in NEGATIVE_AUDIO:  # the GT (so `neg`) of a clip is the same for every seed
+        out[kind] = avg[kind]["fp"] / np.maximum(1, avg[kind]["neg"])
     return out
 
 
@@ -128,9 +126,8 @@ def write_example(
     for old in examples_dir.glob("hard_*.mp4"):
         if old != target:
             old.unlink()
-    tmp = target.with_suffix(".tmp.mp4")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     index = examples_dir / "examples.json"
     entries = json.loads(index.read_text()) if index.is_file() else {}
     entries = {k: v for k, v in entries.items() if not k.startswith("hard_")}

@@ -96,7 +96,9 @@ def child(argv: list[str]) -> int:
     return 0
 
 
-def ensure_data(root: Path, *, seed: int, size: int, sizes: dict, counterfactuals: bool) -> Path:
+def ensure_data(
+    root: Path, *, seed: int, size: int, sizes: dict, counterfactuals: bool, mp4: bool = False
+) -> Path:
     from train.synth.generate import generate
 
     if (root / "metadata.json").is_file():
@@ -109,6 +111,7 @@ def ensure_data(root: Path, *, seed: int, size: int, sizes: dict, counterfactual
         layouts=("ms3",),
         sizes=sizes,
         counterfactuals=counterfactuals,
+        mp4=mp4,
         progress=False,
         overwrite=True,
         workers=min(2, os.cpu_count() or 1),
@@ -304,7 +307,6 @@ def ship_example(
     """The demo example for the default vs `sibling` (train/family_example.py): the test set is
     generated again with mp4 at `size` px (same seed and clips) into OUT."""
     from train.family_example import choose_clip, write_example
-    from train.synth.generate import generate
 
     def stats(name: str) -> list[dict]:
         files = [out / name / f"seed{s}" / f"clips_{test_root.name}.json" for s in seeds]
@@ -312,21 +314,14 @@ def ship_example(
 
     choice = choose_clip(stats(DEFAULT), stats(sibling))
     meta = json.loads((test_root / "metadata.json").read_text())
-    render = out / f"{test_root.name}_mp4_{size}"
-    if not (render / "metadata.json").is_file():
-        clips = len(meta["clips"]["ms3"])
-        generate(
-            render,
-            seed=meta["seed"],
-            size=size,
-            layouts=("ms3",),
-            sizes={"train": 0, "val": 0, "test": clips},
-            mp4=True,
-            progress=False,
-            overwrite=True,
-            workers=min(2, os.cpu_count() or 1),
-            difficulty="hard",
-        )
+    render = ensure_data(
+        out / f"{test_root.name}_mp4_{size}",
+        seed=meta["seed"],
+        size=size,
+        sizes={"train": 0, "val": 0, "test": len(meta["clips"]["ms3"])},
+        counterfactuals=False,
+        mp4=True,
+    )
     path = write_example(
         test_root, render, choice, examples, folder_name(DEFAULT), folder_name(sibling)
     )

@@ -14,7 +14,7 @@ def _stats(j, fp_silent, fp_noise, fp_off, neg=100):
     clips = [f"ms3_test_{i:05d}" for i in range(len(j))]
     out = {"real": {"clips": clips, "j": j, "fp": [0] * len(j), "neg": [neg] * len(j)}}
     for kind, fp in (("silent", fp_silent), ("noise", fp_noise), ("offscreen", fp_off)):
-        out[kind] = {"clips": clips, "fp": fp, "neg": [neg] * len(j)}
+        out[kind] = {"clips": clips, "j": [0.0] * len(j), "fp": fp, "neg": [neg] * len(j)}
     return out
 
 
