@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from selm.media import fit_side
 from selm.render import (
     colorbar,
     colorize,
@@ -254,8 +255,7 @@ def area_table(times: np.ndarray, areas: dict[str, np.ndarray]) -> tuple[list[st
 
 def display_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """(W, H) scaled so the longer side is at most `max_side` (never enlarged)."""
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return fit_side(width, height, max_side)
 
 
 def write_overlay(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> Path:
