@@ -122,6 +122,8 @@ def bench_scans(args, device: torch.device) -> list[dict]:
                 inputs = scan_inputs(batch, dim, length, args.d_state, device)
                 leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
                 for name, fn in scan_variants(device).items():
+                    if args.variants and name not in args.variants:
+                        continue
                     forward = partial(scan_forward, fn, inputs)
                     backward = partial(scan_backward, fn, leaves)
                     rows.append(
@@ -201,6 +203,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dims", type=ints, default=[512, 128], help="scan d_inner values")
     parser.add_argument("--lengths", type=ints, default=[5, 10], help="scan lengths")
     parser.add_argument("--d-state", type=int, default=16)
+    parser.add_argument(
+        "--variants",
+        type=lambda text: [v for v in text.split(",") if v],
+        default=None,
+        help="scan variants to time, comma-separated (default: all; e.g. pure-auto,mambapy-pscan)",
+    )
     parser.add_argument("--skip-mamba", action="store_true", help="time the scan only")
     parser.add_argument("--skip-scan", action="store_true", help="time the Mamba blocks only")
     args = parser.parse_args(argv)

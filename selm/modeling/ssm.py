@@ -14,13 +14,16 @@ path, which is the oracle the kernel is tested against.
 The pure path is vectorised over everything but the recurrence itself: the decays, inputs and
 read-outs of all L steps are single tensor ops in float32; the recurrence h_t = a_t h_{t-1} + b_t
 is one fused multiply-add per step over all (batch, channel, state) entries for short sequences
-and a log2(L)-step parallel prefix scan (Hillis-Steele) for long ones. Neither takes logarithms
-or divides by decay products, so nothing overflows or loses precision as L grows. Which one runs
-is chosen by length, as `benchmarks/bench_scan.py` measured (batch 4-16, d_inner 128-512, N 16):
-on CPU the per-step loop is faster at every length (the prefix scan does L*log2(L) work); on an
-H200 both are launch-bound and within noise at L = 5..10 (about 0.3 ms forward, 2-3 ms forward +
-backward, against the kernel's 0.07 / 0.5 ms), and the prefix scan wins from L = 16 on (forward +
-backward at L = 256: 5.7 ms against 35 ms).
+and a log2(L)-step parallel prefix scan (Hillis-Steele) for long ones; its backward pass is the
+same recurrence in reverse. Neither takes logarithms or divides by decay products, so nothing
+overflows or loses precision as L grows. Wide steps on CPU instead run one step at a time
+without materialising (L, B, Dm, N) tensors. Which one runs was chosen from
+`benchmarks/bench_scan.py`: on 2 CPU cores (`results/scan_cpu.json`) the materialised per-step
+loop up to 2,048 entries a step and the step-by-step scan from 4,096; on an H200 (measured with
+autograd through every step, before the reverse backward) both recurrences are launch-bound and
+within noise at L = 5..10 (about 0.3 ms forward, 2-3 ms forward + backward, against the
+kernel's 0.07 / 0.5 ms), and the prefix scan wins from L = 16 on (forward + backward at
+L = 256: 5.7 ms against 35 ms).
 """
 
 from __future__ import annotations
@@ -40,9 +43,12 @@ RECURRENCES = ("auto", "sequential", "parallel")
 # "auto" runs the parallel prefix scan from this length on, on CUDA only (measured on an H200;
 # on CPU the per-step loop wins at every length)
 PARALLEL_MIN_LENGTH_CUDA = 16
-# selective_scan_ref's "auto" on CPU: the step-by-step scan from this length on (measured in
-# benchmarks/bench_scan.py on 2 CPU cores; below it the materialised recurrence is as fast)
-STEPWISE_MIN_LENGTH_CPU = 16
+# selective_scan_ref's "auto" on CPU: the step-by-step scan once a step is this wide (B x Dm
+# entries), else the materialised sequential recurrence. Forward + backward on 2 CPU cores
+# (benchmarks/bench_scan.py, results/scan_cpu.json, L = 5-245, d_state 16): up to 2,048 wide
+# the materialised loop is as fast or faster (4x at B = 1, Dm = 64, L = 245); from 4,096 on
+# the step-by-step scan is (1.6-1.7x at B = 16, Dm = 512), as it keeps no (L, B, Dm, N) tensors
+STEPWISE_MIN_WIDTH_CPU = 4096
 SCANS = (*RECURRENCES, "stepwise")  # what selective_scan_ref's `recurrence` may be
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -52,29 +58,59 @@ def linear_recurrence(a: torch.Tensor, b: torch.Tensor, method: str = "auto") ->
 
     a, b: (L, ...) of the same shape; returns h (L, ...). `method`: "sequential" (one fused
     multiply-add per step), "parallel" (Hillis-Steele prefix scan, ceil(log2 L) steps) or "auto".
+    Differentiable in a and b; the backward pass is the same recurrence run in reverse
+    (g_t = dh_t + a_{t+1} g_{t+1}; db_t = g_t, da_t = g_t h_{t-1}), so autograd keeps only a and
+    h, not every step of the scan.
     """
     if method not in RECURRENCES:
         raise ValueError(f"linear_recurrence: method={method!r}, expected one of {RECURRENCES}")
-    length = a.shape[0]
     if method == "auto":
-        long = a.is_cuda and length >= PARALLEL_MIN_LENGTH_CUDA
+        long = a.is_cuda and a.shape[0] >= PARALLEL_MIN_LENGTH_CUDA
         method = "parallel" if long else "sequential"
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return _Recurrence.apply(a, b, method)
+    return _recur(a, b, method)
+
+
+def _recur(a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
+    """`linear_recurrence` with a resolved method, through plain tensor ops."""
     if method == "sequential":
         h = b[0]
         states = [h]
-        for t in range(1, length):
+        for t in range(1, a.shape[0]):
             h = torch.addcmul(b[t], a[t], h)
             states.append(h)
         return torch.stack(states)
     # Prefix scan over pairs (a, b) with (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2): after the
     # step with offset k, entry t holds the composition of the 2k entries ending at t.
-    k = 1
+    length, k = a.shape[0], 1
     while k < length:
         b = torch.cat([b[:k], torch.addcmul(b[k:], a[k:], b[:-k])])
         if 2 * k < length:  # the last step needs no decay products
             a = torch.cat([a[:k], a[k:] * a[:-k]])
         k *= 2
     return b
+
+
+class _Recurrence(torch.autograd.Function):
+    """h = linear_recurrence(a, b) with the reverse recurrence as its backward."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
+        h = _recur(a, b, method)
+        ctx.save_for_backward(a, h)
+        ctx.method = method
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h: torch.Tensor):
+        a, h = ctx.saved_tensors
+        # g_t = grad_h_t + a_{t+1} g_{t+1}: the forward recurrence over the flipped sequence
+        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])])
+        g = _recur(a_next.flip(0), grad_h.flip(0), ctx.method).flip(0)
+        grad_a = torch.cat([torch.zeros_like(g[:1]), g[1:] * h[:-1]])  # h_{-1} = 0
+        return grad_a, g, None
 
 
 def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> None:
@@ -162,11 +198,11 @@ def selective_scan_ref(
 
 
 def _scan_method(recurrence: str, u_t: torch.Tensor) -> str:
-    """ "auto": on CPU, the step-by-step scan from STEPWISE_MIN_LENGTH_CPU steps on (it keeps no
-    (L, B, Dm, N) tensors, which dominate forward + backward there), else the recurrence."""
+    """ "auto": on CPU, the step-by-step scan once u_t (L, B, Dm) has B x Dm >=
+    STEPWISE_MIN_WIDTH_CPU, else the recurrence (`linear_recurrence`'s own "auto")."""
     if recurrence not in SCANS:
         raise ValueError(f"selective_scan_ref: recurrence={recurrence!r}, expected one of {SCANS}")
-    if recurrence == "auto" and not u_t.is_cuda and u_t.shape[0] >= STEPWISE_MIN_LENGTH_CPU:
+    if recurrence == "auto" and not u_t.is_cuda and u_t[0].numel() >= STEPWISE_MIN_WIDTH_CPU:
         return "stepwise"
     return recurrence
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -111,6 +113,56 @@ def test_both_recurrences_match_the_loop(method, length):
     inputs = make_inputs(2, 3, 5, length, softplus=True, seed=7)
     out = selective_scan_ref(**inputs, delta_softplus=True, recurrence=method)
     assert rel_err(out, loop_scan(**inputs, delta_softplus=True)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "shape, chosen",
+    [
+        ((5, 1, 64), "auto"),  # the shipped model at inference: materialised
+        ((245, 1, 64), "auto"),  # long and narrow
+        ((5, 4, 512), "auto"),  # 2,048 wide
+        ((5, 8, 512), "stepwise"),  # 4,096 wide: the official width at batch 8
+        ((245, 16, 512), "stepwise"),
+    ],
+)
+def test_auto_on_cpu_goes_step_by_step_by_width(shape, chosen):
+    assert ssm._scan_method("auto", torch.zeros(shape)) == chosen
+    assert ssm._scan_method("sequential", torch.zeros(shape)) == "sequential"
+
+
+@pytest.mark.parametrize("width, chosen", [(7, "auto"), (6, "stepwise")])
+def test_both_branches_of_auto_match_the_loop(monkeypatch, width, chosen):
+    monkeypatch.setattr(ssm, "STEPWISE_MIN_WIDTH_CPU", width)
+    inputs = make_inputs(2, 3, 5, 9, softplus=True, seed=width)  # 2 x 3 = 6 wide
+    assert ssm._scan_method("auto", inputs["u"].permute(2, 0, 1)) == chosen
+    auto = selective_scan_ref(**inputs, delta_softplus=True, recurrence="auto")
+    same = selective_scan_ref(**inputs, delta_softplus=True, recurrence=chosen)
+    assert torch.equal(auto, same)
+    out, g = grads(partial(selective_scan_ref, delta_softplus=True), inputs, ARGS, torch.float32)
+    ref, g_ref = grads(partial(loop_scan, delta_softplus=True), inputs, ARGS, torch.float64)
+    assert rel_err(out, ref) < 1e-5
+    for name in ARGS:
+        assert rel_err(g[name], g_ref[name]) < 2e-5, name
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel", "stepwise"])
+@pytest.mark.parametrize("length", [1, 2, 7, 33])
+def test_every_recurrence_has_the_loops_gradients(method, length):
+    inputs = make_inputs(2, 3, 4, length, softplus=True, seed=11)
+    scan = partial(selective_scan_ref, delta_softplus=True, recurrence=method)
+    out, g = grads(scan, inputs, ARGS, torch.float32)
+    ref, g_ref = grads(partial(loop_scan, delta_softplus=True), inputs, ARGS, torch.float64)
+    assert rel_err(out, ref) < 1e-5
+    for name in ARGS:
+        assert rel_err(g[name], g_ref[name]) < 2e-5, name
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel"])
+def test_linear_recurrence_gradients_pass_gradcheck(method):
+    g = torch.Generator().manual_seed(3)
+    a = (torch.rand(9, 2, 3, generator=g, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+    b = torch.randn(9, 2, 3, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: linear_recurrence(a, b, method), (a, b))
 
 
 def test_linear_recurrence_by_hand():
