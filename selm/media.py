@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 
@@ -148,6 +149,26 @@ def _rotation(frame: av.VideoFrame) -> int:
     return round(getattr(frame, "rotation", 0) / 90) % 4  # quarter turns, counter-clockwise
 
 
+# AVColorSpace / AVColorRange values whose conversion to RGB is BT.601 at limited range, which
+# swscale applies by default and OpenCV's I420 conversion implements: unspecified, BT470BG and
+# SMPTE170M; unspecified and MPEG
+_BT601_SPACES = (2, 5, 6)
+_LIMITED_RANGES = (0, 1)
+
+
+def _opencv_converts(frame: av.VideoFrame) -> bool:
+    """Whether the frame is 4:2:0 BT.601 limited range with even sides: OpenCV converts it to
+    RGB ~3.5x faster than swscale (640 x 360: 0.09 against 0.33 ms), within a few levels of it
+    (its chroma is repeated, not interpolated). Other frames go through swscale."""
+    return (
+        frame.format.name == "yuv420p"
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+        and getattr(frame, "colorspace", None) in _BT601_SPACES
+        and getattr(frame, "color_range", None) in _LIMITED_RANGES
+    )
+
+
 def frame_to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB as displayed (the container's rotation applied); with size = (W, H)
     of the displayed picture, scaled to it while converting (swscale, area)."""
@@ -156,7 +177,10 @@ def frame_to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> n
         width, height = size if quarter_turns % 2 == 0 else size[::-1]
         if (width, height) != (frame.width, frame.height):
             frame = frame.reformat(width, height, "rgb24", interpolation="AREA")
-    image = frame.to_ndarray(format="rgb24")
+    if _opencv_converts(frame):
+        image = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    else:
+        image = frame.to_ndarray(format="rgb24")
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 

@@ -255,3 +255,44 @@ def test_max_seconds(tmp_path):
     with pytest.raises(MediaError, match=r"lasts 5\.0 s, longer than the limit of 4 s"):
         read_video(path, max_seconds=4)
     assert read_video(path, max_seconds=5).num_seconds == 5
+
+
+def _yuv420_frame(width: int, height: int, colorspace: int, color_range: int):
+    """A 4:2:0 frame with smooth luma and chroma ramps and one sharp-edged block."""
+    import av
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    luma = (16 + 219 * (xx + yy) / (width + height)).astype(np.uint8)
+    cy, cx = np.mgrid[0 : height // 2, 0 : width // 2]
+    u = (16 + 224 * cx / max(1, width // 2 - 1)).astype(np.uint8)
+    v = (240 - 224 * cy / max(1, height // 2 - 1)).astype(np.uint8)
+    u[2:6, 4:10], v[2:6, 4:10] = 240, 16  # a saturated block
+    planes = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(-1, width)
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    frame.colorspace, frame.color_range = colorspace, color_range
+    return frame
+
+
+@pytest.mark.parametrize("colorspace", [2, 5, 6])
+@pytest.mark.parametrize("width, height", [(202, 114), (64, 48)])
+def test_bt601_frames_convert_as_swscale_does_within_a_few_levels(width, height, colorspace):
+    from selm.media import _opencv_converts, frame_to_rgb
+
+    frame = _yuv420_frame(width, height, colorspace, 0)
+    assert _opencv_converts(frame)
+    ours = frame_to_rgb(frame).astype(int)
+    swscale = frame.to_ndarray(format="rgb24").astype(int)
+    assert ours.shape == swscale.shape == (height, width, 3)
+    diff = np.abs(ours - swscale)
+    assert diff.max() <= 8 and diff.mean() < 1.0, (diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("colorspace, color_range", [(1, 0), (1, 1), (2, 2), (9, 1)])
+def test_other_matrices_and_ranges_convert_through_swscale(colorspace, color_range):
+    from selm.media import _opencv_converts, frame_to_rgb
+
+    frame = _yuv420_frame(64, 48, colorspace, color_range)
+    assert not _opencv_converts(frame)
+    np.testing.assert_array_equal(frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
+    bt601 = _yuv420_frame(64, 48, 2, 0).to_ndarray(format="rgb24")
+    assert np.abs(frame_to_rgb(frame).astype(int) - bt601).max() > 8  # the tag matters
