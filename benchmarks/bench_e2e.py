@@ -15,7 +15,8 @@ else with render.write_overlay_video), `overlay` (decoding the clip to RGB, then
 write_overlay_video for a prediction already made, in one process: the issue's "overlay at
 most 3x decoding" ratio), `cli` (python -m selm.predict, a fresh interpreter), `startup`
 (imports, model load and the first progress report of the CLI's pipeline), `demo`
-(app.handlers.run_model + show_run at the demo's 480 px).
+(app.handlers.run_model + show_run at the demo's 480 px); on request `predictor-thumbnails`
+(the predictor case keeping 160-px sampled frames, as the CLI does).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import inspect
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "assets" / "checkpoints" / "selm-hard"  # the demo default (app.py)
-CASES = ("predictor", "overlay", "cli", "startup", "demo")
+CASES = ("predictor", "overlay", "cli", "startup", "demo", "predictor-thumbnails")
 
 
 def make_clip(path: Path, seconds: int, size=(640, 360), fps: int = 30) -> Path:
@@ -78,11 +80,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _predict(predictor, clip: Path, overlay: Path, progress=None):
+def _predict(predictor, clip: Path, overlay: Path, progress=None, **options):
     """The code's fastest way to a prediction + overlay video."""
     params = inspect.signature(predictor.predict).parameters
     if "overlay" in params:
-        return predictor.predict(str(clip), overlay=overlay, progress=progress)
+        return predictor.predict(str(clip), overlay=overlay, progress=progress, **options)
     from selm.render import write_overlay_video
 
     pred = predictor.predict(str(clip), progress=progress)
@@ -128,9 +130,12 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
         row["wall_s"] = time.perf_counter() - start
         return row
     predictor = Predictor.from_pretrained(str(checkpoint))
-    if case == "predictor":
+    if case in ("predictor", "predictor-thumbnails"):
+        # -thumbnails: the sampled frames kept at the CLI's 160 px (Predictor.predict's
+        # frames_max_side), so that the peak shows the pass itself, not the frames it returns
+        options = {"frames_max_side": 160} if case == "predictor-thumbnails" else {}
         begin = time.perf_counter()
-        pred = _predict(predictor, clip, work / "overlay.mp4")
+        pred = _predict(predictor, clip, work / "overlay.mp4", **options)
         row["wall_s"] = time.perf_counter() - begin
         row["split_s"] = dict(getattr(pred, "timings", {}) or {})
     elif case == "overlay":
@@ -166,24 +171,53 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
     return row
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), e.g. to tell apart the machines a shared VM lands on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat: user ... steal), or None off Linux."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_fraction(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of the CPU time between two `cpu_ticks()` that the hypervisor gave to other
+    machines (steal): load average does not show it, and it slows a shared VM as much."""
+    if before is None or after is None:
+        return None
+    spent = [b - a for a, b in zip(before, after)]
+    return spent[7] / sum(spent) if sum(spent) else 0.0
+
+
 def run_case(case: str, clip: Path, args, code: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code), HF_HUB_OFFLINE="1")
     with tempfile.TemporaryDirectory() as work:
         cmd = [sys.executable, __file__, "--worker", case, "--clip", str(clip)]
         cmd += ["--checkpoint", str(args.checkpoint), "--work", work]
-        load_before = os.getloadavg()[0]
+        load_before, ticks = os.getloadavg()[0], cpu_ticks()
         run = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code)
         if run.returncode:
             return {"case": case, "error": run.stderr.strip().splitlines()[-1:]}
         row = json.loads(run.stdout.strip().splitlines()[-1])
     row["load_before"], row["load_after"] = load_before, os.getloadavg()[0]
+    row["steal"] = steal_fraction(ticks, cpu_ticks())
     return row
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, nargs="+", default=[5, 60, 300])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--cases", nargs="+", default=list(CASES[:5]), choices=CASES)
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout to measure")
     parser.add_argument("--label", default="this checkout")
@@ -208,8 +242,14 @@ def main(argv=None) -> None:
             print(json.dumps(row), flush=True)
     if args.out is not None:
         old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
-        machine = {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+        machine = {
+            "cpu": cpu_model(),
+            "cpus": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        }
         old.update(machine=machine)
+        for row in rows:
+            row["cpu"] = machine["cpu"]
         old["rows"] += rows
         args.out.write_text(json.dumps(old, indent=1))
 

@@ -45,6 +45,7 @@ from selm.media import (
     read_audio_track,
     white_noise,
 )
+from selm.runtime import release_freed_memory
 from selm.state_dict import CheckpointError
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
@@ -465,6 +466,7 @@ class Predictor:
                 windows.append(result)
                 frames.extend(_thumbnails(picks, keep_side))
                 sampler.picks[start : start + count] = [None] * count
+                release_freed_memory()  # else a long video's heap only grows (selm.runtime)
                 step("model")
                 if writer is None:
                     return

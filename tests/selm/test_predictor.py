@@ -380,3 +380,17 @@ def test_frames_kept_as_thumbnails_leave_masks_and_overlay_at_the_decoded_size(v
         assert (stream.width, stream.height) == (W, H)
     same = Predictor(FakeSelM()).predict(video, frames_max_side=64)  # no larger than asked
     assert same.frame_size is None and same.frames.shape == full.frames.shape
+
+
+@pytest.mark.parametrize("with_overlay", [False, True])
+def test_the_file_pass_gives_freed_memory_back_after_every_window(
+    video, tmp_path, monkeypatch, with_overlay
+):
+    import selm.predictor as predictor_module
+
+    trims = []
+    monkeypatch.setattr(predictor_module, "release_freed_memory", lambda: trims.append(1))
+    overlay = tmp_path / "o.mp4" if with_overlay else None
+    pred = Predictor(FakeSelM()).predict(video, overlay=overlay)
+    windows = -(-SECONDS // FakeSelM().config.num_frames)
+    assert len(pred.times) == SECONDS and len(trims) == windows == 2

@@ -42,3 +42,16 @@ def test_cli_and_app_set_passive_threads_before_torch(module):
         [sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, env=env
     )
     assert out.stdout.split() == ["ACTIVE", "0"], out.stderr
+
+
+def test_release_freed_memory_trims_the_heap_where_glibc_has_malloc_trim(monkeypatch):
+    from selm import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
+    assert runtime.release_freed_memory() is True and calls == [0]
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda: None)  # macOS, musl: nothing to do
+    assert runtime.release_freed_memory() is False
+    if sys.platform == "linux" and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        monkeypatch.undo()
+        assert runtime.release_freed_memory() is True  # the real glibc call runs
