@@ -268,7 +268,7 @@ def show_run(
     note: str = "",
     progress: Progress | None = None,
 ) -> RunView:
-    area = segmented_fraction(pred.masks(threshold))
+    area = segmented_fraction(pred.iter_masks(threshold))
     _stage(progress, 0.0, "writing the overlay video")
     video = write_overlay(pred, Path(workdir) / "overlay.mp4", threshold)
     _stage(progress, 0.8, "writing the audio the model heard")
@@ -366,7 +366,7 @@ def show_illusion(
     progress: Progress | None = None,
 ) -> IllusionView:
     """`preds` as `probe_illusion` returns them: the original first, then the negatives."""
-    areas = {label: segmented_fraction(p.masks(threshold)) for label, p in preds.items()}
+    areas = {label: segmented_fraction(p.iter_masks(threshold)) for label, p in preds.items()}
     original = next(iter(preds))
     scores = {label: a for label, a in areas.items() if label != original}
     lines = [

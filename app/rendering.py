@@ -40,10 +40,10 @@ UNITS = {
 }
 
 
-def segmented_fraction(masks: np.ndarray) -> np.ndarray:
-    """(T, H, W) bool or class ids -> (T,) float64: the fraction of pixels segmented (!= 0)."""
-    masks = np.asarray(masks)
-    return (masks != 0).reshape(len(masks), -1).mean(axis=1, dtype=np.float64)
+def segmented_fraction(masks) -> np.ndarray:
+    """(T, H, W) bool or class ids, or T (H, W) masks one by one (`Prediction.iter_masks`)
+    -> (T,) float64: the fraction of pixels segmented (!= 0)."""
+    return np.array([np.count_nonzero(m) / np.size(m) for m in masks], np.float64)
 
 
 def mask_caption(pred, threshold: float) -> str:
@@ -108,7 +108,7 @@ def frame_maps(
     frame = pred.frames[index]
     size = (frame.shape[1], frame.shape[0])
     t = float(pred.times[index])
-    mask = pred.masks(threshold)[index]
+    mask = pred.mask(index, threshold)
     row = [
         (frame, f"frame, second {index} ({t:.2f} s)"),
         (overlay(frame, mask), mask_caption(pred, threshold)),

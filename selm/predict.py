@@ -90,9 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summarize(pred: Prediction, threshold: float) -> dict:
     """Per second: the segmented fraction of the frame (and, for semantic models, per class)."""
-    masks = pred.masks(threshold)
     seconds = []
-    for time, mask in zip(pred.times, masks):
+    for time, mask in zip(pred.times, pred.iter_masks(threshold)):
         entry = {"time": float(time), "area": float((mask > 0).mean())}
         if pred.num_classes > 1:
             ids, counts = np.unique(mask[mask > 0], return_counts=True)
@@ -116,7 +115,7 @@ CLI_FRAMES_SIDE = 160
 
 def write_masks(pred: Prediction, folder: Path, threshold: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for index, mask in enumerate(pred.masks(threshold)):
+    for index, mask in enumerate(pred.iter_masks(threshold)):
         image = mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8)
         if not cv2.imwrite(str(folder / f"mask_{index:03d}.png"), image):
             raise OSError(f"could not write masks into {folder}")

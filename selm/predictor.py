@@ -14,7 +14,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -122,6 +122,21 @@ class Prediction:
         0 = background; the threshold is not used) for semantic ones."""
         width, height = size if size is not None else self.size
         return probs_to_masks(self.probs, (height, width), threshold)
+
+    def mask(self, index: int, threshold: float = 0.5, size: tuple[int, int] | None = None):
+        """`masks()[index]`, (H, W), computed for that second alone."""
+        width, height = size if size is not None else self.size
+        return probs_to_masks(self.probs[index : index + 1], (height, width), threshold)[0]
+
+    def iter_masks(
+        self, threshold: float = 0.5, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """`masks()` one (H, W) second at a time, MASK_CHUNK seconds resized at once, so that a
+        long video's masks are never all in memory (300 s at 640 x 360: 69 MB)."""
+        width, height = size if size is not None else self.size
+        for start in range(0, len(self.probs), MASK_CHUNK):
+            chunk = self.probs[start : start + MASK_CHUNK]
+            yield from probs_to_masks(chunk, (height, width), threshold)
 
 
 def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:

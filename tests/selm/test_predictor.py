@@ -394,3 +394,19 @@ def test_the_file_pass_gives_freed_memory_back_after_every_window(
     pred = Predictor(FakeSelM()).predict(video, overlay=overlay)
     windows = -(-SECONDS // FakeSelM().config.num_frames)
     assert len(pred.times) == SECONDS and len(trims) == windows == 2
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_one_mask_and_masks_one_by_one_are_the_masks(video, monkeypatch, num_classes):
+    import selm.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "MASK_CHUNK", 3)  # 7 s: chunks of 3, 3 and 1
+    pred = Predictor(FakeSelM(num_classes=num_classes)).predict(video)
+    for size in (None, (20, 10)):
+        masks = pred.masks(0.5, size)
+        one_by_one = list(pred.iter_masks(0.5, size))
+        assert len(one_by_one) == SECONDS and masks.shape[0] == SECONDS
+        for index, mask in enumerate(one_by_one):
+            assert mask.dtype == masks.dtype
+            np.testing.assert_array_equal(mask, masks[index])
+            np.testing.assert_array_equal(pred.mask(index, 0.5, size), masks[index])
