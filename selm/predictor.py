@@ -14,15 +14,13 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from selm.audio import SAMPLE_RATE, log_mel_examples
 from selm.audio_source import NAMED, AudioSource, checked_waveform
@@ -45,98 +43,15 @@ from selm.media import (
     read_audio_track,
     white_noise,
 )
+from selm.prediction import STAGES, Prediction, probs_to_masks
 from selm.runtime import release_freed_memory
 from selm.state_dict import CheckpointError
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
 AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.audio_source)
-MASK_CHUNK = 16  # seconds of probabilities resized at a time (bounds `masks()`'s memory)
-STAGES = ("decode", "log-mel", "model", "render", "encode")
 
 Progress = Callable[[float, str], object]
-
-
-def probs_to_masks(
-    probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5
-) -> np.ndarray:
-    """(T, N, h, w) probabilities -> (T, H, W) masks at size = (H, W), resized bilinearly
-    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax."""
-    probs = torch.as_tensor(probs)
-    parts = []
-    for start in range(0, len(probs), MASK_CHUNK):
-        p = probs[start : start + MASK_CHUNK].float()
-        if tuple(p.shape[2:]) != tuple(size):
-            p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=False)
-        p = p.clamp(0, 1)
-        parts.append((p[:, 0] > threshold) if p.shape[1] == 1 else p.argmax(1))
-    masks = torch.cat(parts) if parts else torch.zeros((0, *size), dtype=torch.bool)
-    return masks.numpy() if masks.dtype == torch.bool else masks.numpy().astype(np.int64)
-
-
-@dataclass
-class Prediction:
-    """What SelM saw and predicted for one video, one entry per second (T = seconds).
-
-    Memory per second is small whatever the video's length: the sampled frame (at the size the
-    video was decoded at, at most `selm.media.DEFAULT_MAX_PIXELS` by default, or a thumbnail:
-    `Predictor.predict(frames_max_side=)`) and the model's outputs at its own grids; never the
-    video's frames at full frame rate.
-    """
-
-    frames: np.ndarray  # (T, H, W, 3) uint8 sampled frames, at the decoded size or smaller
-    times: np.ndarray  # (T,) seconds
-    probs: np.ndarray  # (T, N, h, w) float32: sigmoid (N = 1) or softmax (N > 1); h, w: the
-    # model's output grid (the Predictor's) or any other; `masks()` resizes to the frames
-    hit_maps: list[np.ndarray]  # 3 x (T, K, h, w) float32, CLEVER layers coarse to fine
-    dam_maps: list[np.ndarray | None] | None  # 4 x (T, h_s, w_s) float32 V2A attention
-    bcsm: list[dict[str, np.ndarray | None]] | None  # 4 x {norm_before, norm_after (T, h, w),
-    # gate_audio, gate_video (T, D) or None}
-    waveform: np.ndarray  # (S,) float32 at 16 kHz: the audio the model heard
-    audio_label: str  # "original" | "mute" | "noise" | a file name | "waveform"
-    fps: float  # the source video's frame rate (its mean, for a variable rate)
-    source: str  # the video file
-    duration: float  # seconds of video
-    notes: list[str] = field(default_factory=list)  # e.g. less video decoded than declared
-    overlay: Path | None = None  # the overlay video written in the same pass, if asked
-    overlay_threshold: float | None = None  # the threshold it was drawn at
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
-    in_memory: bool = False  # made from a `Clip` whose `source` is no file (nothing to decode)
-    frame_size: tuple[int, int] | None = None  # (W, H) the video was decoded at, when the
-    # sampled frames are kept smaller (`Predictor.predict(frames_max_side=)`); None: theirs
-
-    @property
-    def num_classes(self) -> int:
-        return self.probs.shape[1]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(W, H) of the video as decoded: masks and overlays default to it."""
-        if self.frame_size is not None:
-            return self.frame_size
-        return self.frames.shape[2], self.frames.shape[1]
-
-    def masks(self, threshold: float = 0.5, size: tuple[int, int] | None = None) -> np.ndarray:
-        """(T, H, W) at size = (W, H) (default: the frames'): bool (probs > threshold, after a
-        bilinear resize) for binary models, int64 class ids (argmax over the N classes,
-        0 = background; the threshold is not used) for semantic ones."""
-        width, height = size if size is not None else self.size
-        return probs_to_masks(self.probs, (height, width), threshold)
-
-    def mask(self, index: int, threshold: float = 0.5, size: tuple[int, int] | None = None):
-        """`masks()[index]`, (H, W), computed for that second alone."""
-        width, height = size if size is not None else self.size
-        return probs_to_masks(self.probs[index : index + 1], (height, width), threshold)[0]
-
-    def iter_masks(
-        self, threshold: float = 0.5, size: tuple[int, int] | None = None
-    ) -> Iterator[np.ndarray]:
-        """`masks()` one (H, W) second at a time, MASK_CHUNK seconds resized at once, so that a
-        long video's masks are never all in memory (300 s at 640 x 360: 69 MB)."""
-        width, height = size if size is not None else self.size
-        for start in range(0, len(self.probs), MASK_CHUNK):
-            chunk = self.probs[start : start + MASK_CHUNK]
-            yield from probs_to_masks(chunk, (height, width), threshold)
 
 
 def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:

@@ -398,9 +398,9 @@ def test_the_file_pass_gives_freed_memory_back_after_every_window(
 
 @pytest.mark.parametrize("num_classes", [1, 3])
 def test_one_mask_and_masks_one_by_one_are_the_masks(video, monkeypatch, num_classes):
-    import selm.predictor as predictor_module
+    import selm.prediction
 
-    monkeypatch.setattr(predictor_module, "MASK_CHUNK", 3)  # 7 s: chunks of 3, 3 and 1
+    monkeypatch.setattr(selm.prediction, "MASK_CHUNK", 3)  # 7 s: chunks of 3, 3 and 1
     pred = Predictor(FakeSelM(num_classes=num_classes)).predict(video)
     for size in (None, (20, 10)):
         masks = pred.masks(0.5, size)
