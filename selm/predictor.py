@@ -356,7 +356,8 @@ class Predictor:
     def _predict_file(
         self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps, keep_side
     ) -> Prediction:
-        from selm.render import open_writer, paint_frames
+        from selm.render import paint_frames
+        from selm.writer import open_writer
 
         source = AudioSource.parse(audio)
         window = self.config.num_frames

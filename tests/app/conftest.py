@@ -28,7 +28,7 @@ from app_process import wait_until_serving
 from selm.config import get_config
 from selm.frames import IMAGENET_MEAN, IMAGENET_STD
 from selm.predictor import Predictor
-from selm.render import open_writer
+from selm.writer import open_writer
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 96, 64

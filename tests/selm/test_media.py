@@ -17,7 +17,7 @@ from selm.media import (
     white_noise,
     write_wav,
 )
-from selm.render import open_writer
+from selm.writer import open_writer
 
 
 def coded_frame(index: int, width: int, height: int) -> np.ndarray:

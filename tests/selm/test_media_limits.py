@@ -116,7 +116,7 @@ def test_frames_are_capped_at_decode_time(tmp_path):
 
 
 def test_a_truncated_mp4_says_what_was_decoded_against_what_it_declares(tmp_path):
-    from selm.render import open_writer  # faststart: the header stays at the front
+    from selm.writer import open_writer  # faststart: the header stays at the front
 
     path = tmp_path / "full.mp4"
     noise = np.random.default_rng(0).integers(0, 256, (50, 48, 64, 3), dtype=np.uint8)

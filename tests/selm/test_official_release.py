@@ -21,7 +21,7 @@ from selm.convert import ConversionError
 from selm.downloads import sha256_of
 from selm.official_release import REGISTRY, ReleaseError, detect_layout, official_model
 from selm.pretrained import VGGISH_URL
-from selm.render import open_writer
+from selm.writer import open_writer
 
 slow = pytest.mark.slow
 # one conversion by default (the raw-.pth test converts a PVT one); all six: -m slow

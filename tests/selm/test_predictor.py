@@ -16,7 +16,7 @@ from selm.config import SelMConfig
 from selm.frames import IMAGENET_MEAN, IMAGENET_STD
 from selm.media import MediaError, frame_times, read_video, write_wav
 from selm.predictor import Prediction, Predictor
-from selm.render import open_writer
+from selm.writer import open_writer
 
 SILENCE = math.log(0.01)  # log-mel of a waveform of zeros
 W, H, FPS, SECONDS = 64, 48, 4, 7

@@ -15,12 +15,12 @@ from selm.render import (
     colorize,
     hit_map_image,
     label_palette,
-    open_writer,
     overlay,
     panel,
     write_overlay_video,
 )
 from selm.state_dict import DiskFullError
+from selm.writer import open_writer
 
 
 def test_overlay_binary_by_hand():

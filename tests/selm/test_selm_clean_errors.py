@@ -22,7 +22,6 @@ from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from selm.config import SelMConfig
 from selm.media import Clip, MediaError, frame_times, read_audio, write_wav
 from selm.predictor import Predictor, resolve_audio
-from selm.render import open_writer
 from selm.state_dict import (
     CheckpointError,
     DiskFullError,
@@ -30,6 +29,7 @@ from selm.state_dict import (
     is_temporary,
     remove_stale_temporaries,
 )
+from selm.writer import open_writer
 
 SMALL = dict(input_size=64, num_frames=2)
 
