@@ -72,7 +72,7 @@ def find_examples(directory: str | os.PathLike) -> list[Example]:
                         compare=None if compare is None else str(compare),
                     )
                 else:
-                    entries[str(name)] = dict(description=str(value), objects={}, compare=None)
+                    entries[str(name)] = dict(description=str(value))
         except (json.JSONDecodeError, AttributeError) as err:
             raise ValueError(
                 f"{meta.name}: expected a JSON object {{file name: description}} ({err})"
@@ -81,7 +81,7 @@ def find_examples(directory: str | os.PathLike) -> list[Example]:
         Example(
             name=p.name,
             path=p.resolve(),
-            **entries.get(p.name, dict(description="", objects={}, compare=None)),
+            **entries.get(p.name, dict(description="")),
         )
         for p in sorted(directory.iterdir())
         if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES

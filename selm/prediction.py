@@ -15,21 +15,27 @@ MASK_CHUNK = 16  # seconds of probabilities resized at a time (bounds `masks()`'
 STAGES = ("decode", "log-mel", "model", "render", "encode")  # `Prediction.timings`' keys
 
 
-def probs_to_masks(
-    probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5
-) -> np.ndarray:
-    """(T, N, h, w) probabilities -> (T, H, W) masks at size = (H, W), resized bilinearly
-    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax."""
+def _mask_chunks(
+    probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float
+) -> Iterator[np.ndarray]:
+    """`probs_to_masks` MASK_CHUNK seconds at a time: (t, H, W) arrays, t <= MASK_CHUNK."""
     probs = torch.as_tensor(probs)
-    parts = []
     for start in range(0, len(probs), MASK_CHUNK):
         p = probs[start : start + MASK_CHUNK].float()
         if tuple(p.shape[2:]) != tuple(size):
             p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=False)
         p = p.clamp(0, 1)
-        parts.append((p[:, 0] > threshold) if p.shape[1] == 1 else p.argmax(1))
-    masks = torch.cat(parts) if parts else torch.zeros((0, *size), dtype=torch.bool)
-    return masks.numpy() if masks.dtype == torch.bool else masks.numpy().astype(np.int64)
+        masks = (p[:, 0] > threshold) if p.shape[1] == 1 else p.argmax(1)
+        yield masks.numpy() if masks.dtype == torch.bool else masks.numpy().astype(np.int64)
+
+
+def probs_to_masks(
+    probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5
+) -> np.ndarray:
+    """(T, N, h, w) probabilities -> (T, H, W) masks at size = (H, W), resized bilinearly
+    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax."""
+    parts = list(_mask_chunks(probs, size, threshold))
+    return np.concatenate(parts) if parts else np.zeros((0, *size), dtype=bool)
 
 
 @dataclass
@@ -74,24 +80,25 @@ class Prediction:
             return self.frame_size
         return self.frames.shape[2], self.frames.shape[1]
 
+    def _grid(self, size: tuple[int, int] | None) -> tuple[int, int]:
+        """(H, W) of the masks for size = (W, H), default the decoded size."""
+        width, height = size if size is not None else self.size
+        return height, width
+
     def masks(self, threshold: float = 0.5, size: tuple[int, int] | None = None) -> np.ndarray:
         """(T, H, W) at size = (W, H) (default: the frames'): bool (probs > threshold, after a
         bilinear resize) for binary models, int64 class ids (argmax over the N classes,
         0 = background; the threshold is not used) for semantic ones."""
-        width, height = size if size is not None else self.size
-        return probs_to_masks(self.probs, (height, width), threshold)
+        return probs_to_masks(self.probs, self._grid(size), threshold)
 
     def mask(self, index: int, threshold: float = 0.5, size: tuple[int, int] | None = None):
         """`masks()[index]`, (H, W), computed for that second alone."""
-        width, height = size if size is not None else self.size
-        return probs_to_masks(self.probs[index : index + 1], (height, width), threshold)[0]
+        return probs_to_masks(self.probs[index : index + 1], self._grid(size), threshold)[0]
 
     def iter_masks(
         self, threshold: float = 0.5, size: tuple[int, int] | None = None
     ) -> Iterator[np.ndarray]:
         """`masks()` one (H, W) second at a time, MASK_CHUNK seconds resized at once, so that a
         long video's masks are never all in memory (300 s at 640 x 360: 69 MB)."""
-        width, height = size if size is not None else self.size
-        for start in range(0, len(self.probs), MASK_CHUNK):
-            chunk = self.probs[start : start + MASK_CHUNK]
-            yield from probs_to_masks(chunk, (height, width), threshold)
+        for chunk in _mask_chunks(self.probs, self._grid(size), threshold):
+            yield from chunk
