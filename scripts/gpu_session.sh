@@ -7,22 +7,12 @@
 # Knobs: TRAIN_CLIPS, VAL_CLIPS, TEST_CLIPS, SIZE, BATCH, LR, CONFIGS, SKIP_BENCH=1,
 # EXTRA_SET (more --set pairs for python -m train).
 set -u
-T0=$(date +%s)
 BUDGET_S=${BUDGET_S:-420}
 OUT=${OUT:-$PWD/out}
 ART=$OUT/art
-mkdir -p "$ART" runs data
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
-left() { echo $(( T0 + BUDGET_S - $(date +%s) )); }
-log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$ART/session.log"; }
-
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --target .site .whl/*.whl && \
-        export PYTHONPATH=$PWD/.site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-DEVICE=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-python3 -c "import torch, selm.modeling.ssm as s; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'mamba kernel:', s.HAS_MAMBA_KERNEL)" | tee -a "$ART/session.log"
+mkdir -p runs data
+LOG_DIR=$ART
+. "$(dirname "$0")/device_env.sh"
 
 TRAIN_CLIPS=${TRAIN_CLIPS:-1200}; VAL_CLIPS=${VAL_CLIPS:-48}; TEST_CLIPS=${TEST_CLIPS:-120}
 SIZE=${SIZE:-224}; BATCH=${BATCH:-16}; LR=${LR:-5e-4}; WORKERS=${WORKERS:-12}

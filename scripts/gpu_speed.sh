@@ -9,21 +9,10 @@
 # On a CPU it runs as a short dry run of the same steps (the family preset, eager only).
 # Knobs: PRESETS, CLIPS, COMPILE, ITERS, BOTH_SCANS=1 (also time the pure scan), SKIP_TESTS=1.
 set -u
-T0=$(date +%s)
 BUDGET_S=${BUDGET_S:-480}
 OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
-left() { echo $(( T0 + BUDGET_S - $(date +%s) )); }
-log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session.log"; }
-
-if ls .whl/*.whl >/dev/null 2>&1; then  # the mamba-ssm and soundfile wheels of shared/device
-    python3 -m pip install -q --no-index --no-deps --target .site .whl/*.whl && \
-        export PYTHONPATH=$PWD/.site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-DEVICE=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-python3 -c "import torch, selm.modeling.ssm as s; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', 'mamba kernel:', s.HAS_MAMBA_KERNEL)" | tee -a "$OUT/session.log"
+LOG_DIR=$OUT
+. "$(dirname "$0")/device_env.sh"
 if [ "$DEVICE" = cuda ]; then
     PRESETS=${PRESETS:-"family/light selm_r50 selm_pvt_b5"}
     CLIPS=${CLIPS:-"1 4"}; COMPILE=${COMPILE:-"none reduce-overhead"}; ITERS=${ITERS:-10}
