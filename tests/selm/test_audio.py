@@ -5,36 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from references import hz_to_mel, reference_log_mel
 
 from selm.audio import LogMel, log_mel_examples, to_mono_16k, vggish_mel_matrix
-
-
-def _hz_to_mel(f):
-    return 1127.0 * np.log(1.0 + f / 700.0)
-
-
-def _reference_log_mel(wave: np.ndarray) -> np.ndarray:
-    """VGGish's recipe, step by step, in float64: frames of 400 every 160, periodic Hann,
-    |rfft| of length 512, triangles linear in mel between 125 and 7500 Hz, log(x + 0.01)."""
-    n = 1 + (len(wave) - 400) // 160
-    frames = np.stack([wave[i * 160 : i * 160 + 400] for i in range(n)])
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
-    spec = np.abs(np.fft.rfft(frames * window, 512))
-    bins_mel = _hz_to_mel(np.linspace(0, 8000, 257))
-    edges = np.linspace(_hz_to_mel(125.0), _hz_to_mel(7500.0), 66)
-    mel = np.zeros((257, 64))
-    for j in range(64):
-        lo, c, hi = edges[j : j + 3]
-        for i in range(1, 257):  # the DC bin gets no weight
-            m = bins_mel[i]
-            mel[i, j] = max(0.0, min((m - lo) / (c - lo), (hi - m) / (hi - c)))
-    return np.log(spec @ mel + 0.01)
 
 
 def test_mel_matrix_matches_reference_triangles():
     w = vggish_mel_matrix(torch.float64).numpy()
     assert w.shape == (257, 64) and (w[0] == 0).all()
-    bins_mel = _hz_to_mel(np.linspace(0, 8000, 257))
+    bins_mel = hz_to_mel(np.linspace(0, 8000, 257))
     # every band peaks near its centre and sums to a positive weight
     assert (w.sum(0) > 0).all()
     assert np.all(np.diff(bins_mel[w.argmax(0)]) > 0)
@@ -44,7 +23,7 @@ def test_log_mel_matches_float64_reference():
     rng = np.random.default_rng(0)
     wave = rng.standard_normal(16000 * 2 + 123) * 0.1
     ours = LogMel()(torch.from_numpy(wave).float()).numpy()
-    ref = _reference_log_mel(wave)
+    ref = reference_log_mel(wave)
     assert ours.shape == ref.shape == (1 + (len(wave) - 400) // 160, 64)
     np.testing.assert_allclose(ours, ref, atol=2e-4)
 
@@ -78,8 +57,8 @@ def test_resampling_and_stereo():
     ex = log_mel_examples(stereo, sample_rate=44100)
     assert ex.shape == (2, 1, 96, 64)
     band = ex[0, 0].mean(0).argmax().item()  # the loudest band holds 1 kHz
-    edges = np.linspace(_hz_to_mel(125.0), _hz_to_mel(7500.0), 66)
-    assert edges[band] < _hz_to_mel(1000.0) < edges[band + 2]
+    edges = np.linspace(hz_to_mel(125.0), hz_to_mel(7500.0), 66)
+    assert edges[band] < hz_to_mel(1000.0) < edges[band + 2]
 
 
 def test_too_short_and_bad_shapes():
