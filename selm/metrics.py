@@ -72,12 +72,18 @@ def _binary_inputs(logits: torch.Tensor, gt: torch.Tensor | None) -> tuple[torch
     return probs, gt.to(probs.device)
 
 
-def _binary_counts(logits: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+def _binary_counts(logits, gt) -> dict[str, torch.Tensor]:
     """Exact per-frame pixel counts (int64, CPU) that every binary metric is computed from.
 
     inter, union, pred_pos: (N,) at sigmoid > 0.5; gt_pos: (N,); tp, pred_k: (N, 255) pixels with
-    sigmoid >= threshold k (and in the GT, for tp); num_pixels: () H * W.
+    sigmoid >= threshold k (and in the GT, for tp); num_pixels: (N,) H * W. `logits` and `gt` may
+    also be lists of such tensors (frames of different sizes): their frames' counts in order.
     """
+    if isinstance(logits, list | tuple):
+        if not isinstance(gt, list | tuple) or len(gt) != len(logits) or not logits:
+            raise ValueError("logits and gt given as lists must be non-empty and of one length")
+        parts = [_binary_counts(x, g) for x, g in zip(logits, gt)]
+        return {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
     probs, gt = _binary_inputs(logits, gt)
     n = probs.shape[0]
     flat_p, flat_g = probs.reshape(n, -1), gt.reshape(n, -1)
@@ -99,7 +105,7 @@ def _binary_counts(logits: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Te
         "gt_pos": flat_g.sum(1),
         "tp": above(hist_tp),
         "pred_k": above(hist),
-        "num_pixels": torch.tensor(flat_p.shape[1]),
+        "num_pixels": torch.full((n,), flat_p.shape[1]),
     }
     return {name: v.to("cpu", torch.int64) for name, v in out.items()}
 
@@ -210,7 +216,8 @@ class MetricAccumulator:
         self._pos = torch.zeros((), dtype=torch.int64)
 
     def update(self, logits: torch.Tensor, gt: torch.Tensor) -> None:
-        """Add one batch: logits (N, H, W) or (N, 1, H, W), gt the same shape (0/1)."""
+        """Add one batch: logits (N, H, W) or (N, 1, H, W), gt the same shape (0/1); or lists
+        of such pairs, for a batch whose frames differ in size."""
         c = _binary_counts(logits, gt)
         self.legacy._add(c)
         self._j.append(_frame_j(c))

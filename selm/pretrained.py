@@ -4,13 +4,15 @@ Modules never read files (`selm.modeling`); the builder (`selm.build`) calls the
 construction. Backbone order: an explicit `weights_path` wins; else, with `pretrained`, a copy
 already in the Hugging Face (or torch hub) cache; else a download, attempted only when the hub is
 online and reachable. Offline (HF_HUB_OFFLINE=1) or unreachable, it fails at once with the file
-to supply and how.
+to supply and how. `pretrained=True` means the paper's ImageNet weights for the paper's two
+backbones (`PAPER_WEIGHTS`), timm's default weights for any other; a string names a timm tag.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,15 +34,66 @@ _HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub repos 
 _PROBE_TIMEOUT_S = 3.0
 
 
+@dataclass(frozen=True)
+class PaperWeights:
+    """The ImageNet weights the SelM authors start a backbone from, and where timm serves them."""
+
+    tag: str  # timm's pretrained tag for the same weights
+    file: str  # the file the authors' config loads (`cfg.TRAIN.PRETRAINED_*_PATH`)
+    url: str  # where that file is published
+    what: str
+
+
+PAPER_WEIGHTS = {
+    # torchvision's IMAGENET1K_V1; its resnet50-0676ba61.pth is the same weights re-saved in the
+    # zip format, and timm's tv_in1k is converted from that
+    "resnet50": PaperWeights(
+        "tv_in1k",
+        "resnet50-19c8e357.pth",
+        "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+        "torchvision's ImageNet ResNet-50",
+    ),
+    # the PVT-v2 authors' release; timm's only pvt_v2_b5 weights (in1k) are converted from it
+    "pvt_v2_b5": PaperWeights(
+        "in1k",
+        "pvt_v2_b5.pth",
+        "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth",
+        "PVT-v2's own ImageNet-1k weights",
+    ),
+}
+
+
+def pretrained_name(backbone: str, pretrained: bool | str = True) -> str:
+    """The timm name (`model.tag`) of the weights `pretrained` asks for: True -> the paper's
+    (`PAPER_WEIGHTS`) for its backbones, timm's default tag for any other; a string -> that timm
+    tag (e.g. "a1_in1k", timm's default ResNet-50). A tag timm does not have is a ValueError."""
+    import timm
+
+    if pretrained is True:
+        paper = PAPER_WEIGHTS.get(backbone)
+        return f"{backbone}.{paper.tag}" if paper else backbone
+    if not isinstance(pretrained, str) or not pretrained:
+        raise ValueError(f"backbone_pretrained={pretrained!r}: expected true, false or a timm tag")
+    tags = sorted(n.split(".", 1)[1] for n in timm.list_pretrained(f"{backbone}.*"))
+    if pretrained not in tags:
+        paper = PAPER_WEIGHTS.get(backbone)
+        default = f"the paper's, {paper.tag}" if paper else "timm's default"
+        raise ValueError(
+            f"backbone_pretrained={pretrained!r}: timm has no {backbone} weights of that tag "
+            f"(its tags: {', '.join(tags) or 'none'}; true gives {default})"
+        )
+    return f"{backbone}.{pretrained}"
+
+
 def create_backbone(
-    name: str, pretrained: bool = False, weights_path: str | Path | None = None
+    name: str, pretrained: bool | str = False, weights_path: str | Path | None = None
 ) -> nn.Module:
     """timm model `name` without its classifier (num_classes=0), weights as the module doc says."""
     model = timm_model(name)
     if weights_path is not None:
         load_backbone_weights(model, weights_path)
     elif pretrained:
-        load_backbone_weights(model, pretrained_file(name))
+        load_backbone_weights(model, pretrained_file(pretrained_name(name, pretrained)))
     return model
 
 
@@ -51,8 +104,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"backbone weights not found at {path}; set `backbone_weights: PATH` in the config "
-            "or `--set backbone_weights=PATH`"
+            f"backbone weights not found at {path}; set `backbone_weights: PATH` in the config's "
+            "model section or `--set model.backbone_weights=PATH`"
         )
     state = unwrap_state_dict(read_weights(path), ("state_dict", "model"))
     if state is None:
@@ -100,13 +153,15 @@ def _reachable(url: str) -> bool:
 def _missing(name: str, where: str, reason: str) -> RuntimeError:
     return RuntimeError(
         f"ImageNet weights for backbone {name!r} are not available: {reason}. Download {where} "
-        f"on a machine with internet access and set `backbone_weights: PATH` in the config "
-        f"(or `--set backbone_weights=PATH`), or set `backbone_pretrained: false`."
+        f"on a machine with internet access and set `backbone_weights: PATH` in the config's "
+        f"model section (or `--set model.backbone_weights=PATH`), or set "
+        f"`backbone_pretrained: false`."
     )
 
 
 def pretrained_file(name: str) -> Path:
-    """Local path of timm's default pretrained file for `name`: cached, or downloaded now."""
+    """Local path of timm's pretrained file for `name` (`model` for its default tag, or
+    `model.tag`): cached, or downloaded now."""
     from huggingface_hub import constants, try_to_load_from_cache
     from timm.models import get_pretrained_cfg
 
@@ -129,6 +184,12 @@ def pretrained_file(name: str) -> Path:
         return url_file
 
     where = f"{files[0]} from https://huggingface.co/{repo}" if repo else cfg.url
+    paper = next((w for b, w in PAPER_WEIGHTS.items() if name == f"{b}.{w.tag}"), None)
+    if paper is not None:
+        where = (
+            f"{paper.file} ({paper.what}, the file the SelM authors start from) from "
+            f"{paper.url}, or the same weights as {where},"
+        )
     if _offline():
         raise _missing(name, where, "HF_HUB_OFFLINE is set and they are not in the local cache")
     source = _hub_endpoint() if repo else cfg.url

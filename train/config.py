@@ -19,6 +19,7 @@ import yaml
 
 from selm.build import WeightSources
 from selm.config import SelMConfig, coerce, get_config
+from selm.pretrained import pretrained_name
 from selm.settings import SETTINGS
 from selm.state_dict import atomic_write
 
@@ -97,7 +98,11 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "grad_clip", "num_workers", "freeze_backbone_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 0")
-        self.model_config()  # unknown or invalid model fields fail now, not at the first step
+        # unknown or invalid model fields and weight sources fail now, not at the first step
+        backbone = self.model_config().backbone
+        pretrained = self.weight_sources().backbone_pretrained
+        if isinstance(pretrained, str):
+            pretrained_name(backbone, pretrained)  # a timm tag this backbone lacks: ValueError
 
     def model_config(self) -> SelMConfig:
         """The SelM config: the preset with `model` overrides applied (weight sources aside)."""

@@ -9,6 +9,10 @@ and, with --save-masks, the predicted masks as PNGs.
 
 AVSS: the mIoU/F numbers use the argmax over the classes; the binary numbers (foreground J/F,
 FPR) use P(not background) = 1 - softmax(logits)[0], i.e. the logit logsumexp(l[1:]) - l[0].
+Logits are scored at each label's own size (resized bilinearly to it), labels of different sizes
+in one batch included; with --release-protocol, AVSS labels are resized to 224 x 224 (nearest)
+and the 224 x 224 logits scored against them, as the release does. The report says which
+resolution and which audio path (log-mel pickles, the wav, or cached VGGish embeddings) ran.
 """
 
 from __future__ import annotations
@@ -69,17 +73,26 @@ def build_eval_dataset(setting: str, root: str | Path, split: str, model_cfg, **
 
 @torch.no_grad()
 def predict_logits(model, batch: dict[str, Any], device: torch.device, amp: str = "off"):
-    """(B, T, N, Hm, Wm) float32 CPU logits at the masks' size (bilinear, align_corners=True)."""
+    """(B, T, N, Hm, Wm) float32 CPU logits at the masks' size (bilinear, align_corners=True);
+    for masks of different sizes (a list, see `train.data.collate_clips`) a list of each clip's
+    (T, N, Hm, Wm) logits at its masks' size."""
     b = to_device(batch, device)
     with autocast(device, amp):
         logits = model(b["frames"], b["audio"], b["frame_mask"]).logits
     logits = logits.float()
-    size = batch["masks"].shape[-2:]
-    if logits.shape[-2:] != size:
-        logits = F.interpolate(
-            logits.flatten(0, 1), size=size, mode="bilinear", align_corners=True
-        ).unflatten(0, logits.shape[:2])
-    return logits.cpu()
+    masks = batch["masks"]
+    if isinstance(masks, torch.Tensor):
+        return _resized(logits, masks.shape[-2:]).cpu()
+    return [_resized(x, m.shape[-2:]).cpu() for x, m in zip(logits, masks)]
+
+
+def _resized(logits: torch.Tensor, size) -> torch.Tensor:
+    """(..., N, h, w) -> (..., N, *size), bilinear with align_corners=True."""
+    if logits.shape[-2:] == tuple(size):
+        return logits
+    flat = logits.reshape(-1, *logits.shape[-3:])
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=True)
+    return out.reshape(*logits.shape[:-2], *out.shape[-2:])
 
 
 def binary_view(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,27 +125,30 @@ def evaluate_model(
     clips_per_batch = None
     for batch in loader:
         logits = predict_logits(model, batch, device, amp)
-        masks = batch["masks"]
+        # clip by clip: a batch's masks may differ in size (a list, see collate_clips)
+        clips = list(zip(logits, batch["masks"]))  # (T, N, Hm, Wm), (T, Hm, Wm)
         keep = batch["has_gt"].bool() & batch["frame_mask"].bool()  # (B, T)
-        if (logits.shape[2] > 1) != (setting == "avss"):
+        classes = clips[0][0].shape[1]
+        if (classes > 1) != (setting == "avss"):
             raise ValueError(
-                f"a model with {logits.shape[2]} output channel(s) cannot be "
+                f"a model with {classes} output channel(s) cannot be "
                 f"evaluated on {setting}: S4/MS3 need 1, AVSS one per class"
             )
-        clips_per_batch = clips_per_batch or len(masks)
-        if logits.shape[2] > 1:
+        clips_per_batch = clips_per_batch or len(clips)
+        if classes > 1:
             if semantic is None:
-                semantic, semantic_real = (SemanticMeter(logits.shape[2]) for _ in range(2))
-            labels = masks.long().flatten(0, 1)
-            semantic.update(logits.flatten(0, 1), labels)  # padded frames included, as released
-            semantic_real.update(logits.flatten(0, 1), labels, frame_mask=keep.flatten())
-        fg, gt = binary_view(logits, masks)
-        if keep.any():
-            binary.update(fg[keep], gt[keep])
-        for cat in set(batch.get("category", [])) - {""}:  # MS3 clips have no category
-            sel = keep & torch.tensor([c == cat for c in batch["category"]])[:, None]
-            if sel.any():
-                per_cat[cat].update(fg[sel], gt[sel])
+                semantic, semantic_real = (SemanticMeter(classes) for _ in range(2))
+            for (x, m), k in zip(clips, keep):
+                semantic.update(x, m.long())  # padded frames included, as released
+                semantic_real.update(x, m.long(), frame_mask=k)
+        views = [binary_view(x, m) for x, m in clips]  # (T, Hm, Wm) each
+        kept = [(fg[k], gt[k]) for (fg, gt), k in zip(views, keep) if k.any()]
+        if kept:  # one legacy batch, whatever the sizes of its frames
+            binary.update([fg for fg, _ in kept], [gt for _, gt in kept])
+        for i, cat in enumerate(batch.get("category", [])):
+            if cat and keep[i].any():  # MS3 clips have no category
+                fg, gt = views[i]
+                per_cat[cat].update(fg[keep[i]], gt[keep[i]])
         if mask_dir is not None:
             save_masks(mask_dir, logits, batch)
     if clips_per_batch is None:
@@ -170,12 +186,18 @@ def evaluate_counterfactual(
     for batch in loader:
         logits = predict_logits(model, batch, device, amp)
         keep = batch["has_gt"].bool() & batch["frame_mask"].bool()
-        fg, gt = binary_view(logits, batch["masks"])
-        if not keep.any():
+        kept = []
+        for x, m, k in zip(logits, batch["masks"], keep):  # clip by clip (see evaluate_model)
+            if k.any():
+                fg, gt = binary_view(x, m)
+                kept.append((fg[k], gt[k]))
+        if not kept:
             continue
-        meter.update(fg[keep], gt[keep])
-        acc.update(fg[keep], gt[keep])
-        gt_pixels += int(gt[keep].sum())
+        fgs, gts = [fg for fg, _ in kept], [gt for _, gt in kept]
+        for fg, gt in kept:
+            meter.update(fg, gt)
+        acc.update(fgs, gts)
+        gt_pixels += int(sum(gt.sum() for gt in gts))
     out: dict[str, Any] = {**meter.compute(), "gt_empty": gt_pixels == 0}
     if gt_pixels:
         m = acc.compute()
@@ -183,17 +205,18 @@ def evaluate_counterfactual(
     return out
 
 
-def save_masks(directory: str | Path, logits: torch.Tensor, batch: dict[str, Any]) -> None:
-    """Real frames' predictions as PNGs: DIR/[category/]name/name_{t}.png (t from 1); binary masks
-    0/255, AVSS class ids as 8-bit grey values."""
+def save_masks(directory: str | Path, logits, batch: dict[str, Any]) -> None:
+    """Real frames' predictions (`predict_logits`' tensor or list) as PNGs:
+    DIR/[category/]name/name_{t}.png (t from 1); binary masks 0/255, AVSS class ids as 8-bit grey
+    values."""
     for i, name in enumerate(batch["name"]):
         cat = batch.get("category", [""] * len(batch["name"]))[i]
         folder = Path(directory) / cat / name if cat else Path(directory) / name
         folder.mkdir(parents=True, exist_ok=True)
-        for t in range(logits.shape[1]):
+        for t in range(len(logits[i])):
             if not batch["frame_mask"][i, t]:
                 continue
-            x = logits[i, t]
+            x = logits[i][t]
             mask = (
                 (x[0] > 0).numpy().astype(np.uint8) * 255
                 if x.shape[0] == 1
@@ -218,25 +241,36 @@ def evaluate_checkpoint(
     release_protocol: bool = False,
 ) -> dict[str, Any]:
     """The full report for one checkpoint on one data root (see the module docstring).
-    `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL)."""
+    `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL; log-mel rather than
+    cached embeddings unless `audio` says otherwise; AVSS labels at RELEASE_AVSS_LABEL_SIZE)."""
     from selm.checkpoint import load_pretrained
+    from train.data import collate_clips
     from train.distributed import resolve_device
 
     dev = resolve_device(device)
     overrides = RELEASE_PROTOCOL if release_protocol else {}
     model = load_pretrained(checkpoint, map_location=str(dev), **overrides)
     cfg = model.config
+    options: dict[str, Any] = {}
+    if audio:
+        options["audio"] = audio
+    elif release_protocol:  # the release computes log-mel every time, never cached embeddings
+        options["audio"] = "log_mel"
+    if release_protocol and setting == "avss":
+        options["mask_size"] = RELEASE_AVSS_LABEL_SIZE
 
     def loader(root: Path) -> DataLoader:
-        data = build_eval_dataset(setting, root, split, cfg, **({"audio": audio} if audio else {}))
+        data = build_eval_dataset(setting, root, split, cfg, **options)
         return DataLoader(
             data,
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
             pin_memory=dev.type == "cuda",
+            collate_fn=collate_clips,
         )
 
+    real = loader(Path(data_root))
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data_root": str(data_root),
@@ -244,8 +278,10 @@ def evaluate_checkpoint(
         "split": split,
         "batch_size": batch_size,
         "release_protocol": overrides,
+        "scored_at": scoring_resolution(options.get("mask_size")),
+        "audio": audio_source(real.dataset),
         "metrics": evaluate_model(
-            model, loader(Path(data_root)), setting=setting, device=dev, amp=amp, mask_dir=mask_dir
+            model, real, setting=setting, device=dev, amp=amp, mask_dir=mask_dir
         ),
         "counterfactual": {},
     }
@@ -260,9 +296,36 @@ def evaluate_checkpoint(
     return report
 
 
+def scoring_resolution(mask_size: int | None) -> str:
+    """The report's line on the resolution the logits were scored at."""
+    if mask_size is None:
+        return "each label's own size (logits resized to it, bilinear, align_corners=True)"
+    return (
+        f"labels resized to {mask_size} x {mask_size} (nearest neighbour), logits scored at "
+        f"{mask_size} x {mask_size} (resized to it, bilinear, where the model outputs another size)"
+    )
+
+
+def audio_source(data) -> str:
+    """The report's line on the audio the model heard: which file and which front end."""
+    if data.audio == "vggish":
+        return (
+            f"VGGish embeddings cached under {data.vggish_cache} (written earlier by whichever "
+            "VGGish filled the cache; --audio wav or pkl computes them afresh)"
+        )
+    if data.audio == "pkl":
+        return "log-mel examples from the data set's .pkl files, then the model's VGGish"
+    return (
+        "log-mel computed from each clip's wav (torchaudio, float32, resampled to 16 kHz where "
+        "the wav is not), then the model's VGGish"
+    )
+
+
 # the release's test-time behaviours (docs/official.md): Gumbel noise in CLEVER at test time,
 # and BCSM gates in its batch order (clips of a batch mix at B >= 2; its test scripts use B = 2)
 RELEASE_PROTOCOL = {"gumbel_at_eval": True, "release_batch_gates": True}
+# the release resizes AVSS label PNGs to this size (nearest) and scores its 224 x 224 logits there
+RELEASE_AVSS_LABEL_SIZE = 224
 
 
 def _plain(value: Any) -> Any:
@@ -294,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--audio",
         choices=("pkl", "wav"),
-        help="log-mel from the pickles or the wavs (default: the layout's own)",
+        help="log-mel from the pickles or the wavs (default: a frozen VGGish's cached embeddings "
+        "where <data>/vggish_embeddings/<split> exists, else the layout's log-mel; with "
+        "--release-protocol always the layout's log-mel); the report says which ran",
     )
     p.add_argument(
         "--out",
@@ -310,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--release-protocol",
         action="store_true",
-        help="test as the authors' release does: Gumbel noise at test time and its BCSM batch "
-        "order (with --batch-size 2, as its scripts); off by default",
+        help="test as the authors' release does: Gumbel noise at test time, its BCSM batch "
+        "order (with --batch-size 2, as its scripts), log-mel recomputed rather than cached "
+        "embeddings, AVSS labels resized to 224 x 224; off by default",
     )
     p.add_argument(
         "--compare-out",
@@ -381,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.setting} {a.split} ({m['legacy_batch_size']} clips per legacy batch): "
         + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
     )
+    print(f"  scored at {report['scored_at']}; audio: {report['audio']}")
     for kind, r in report["counterfactual"].items():
         extra = f", J vs recomputed GT {r['j_frame_mean']:.4f}" if not r["gt_empty"] else ""
         print(f"  counterfactual {kind}: FPR {r['fpr']:.4f}{extra}")

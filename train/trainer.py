@@ -27,7 +27,7 @@ from selm.checkpoint import load_pretrained, save_pretrained
 from selm.losses import selm_loss
 from selm.state_dict import remove_stale_temporaries
 from train.config import TrainConfig, save_config
-from train.data import build_dataset, write_vggish_cache
+from train.data import build_dataset, collate_clips, write_vggish_cache
 from train.data.datasets import vggish_cache_path
 from train.distributed import (
     EpochSeeded,
@@ -186,6 +186,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.cfg.seed),  # not the global generator
+            collate_fn=collate_clips,  # validation scores labels of different sizes at their own
         )
 
     # --- state ---
@@ -280,6 +281,12 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimiser step on one batch; returns the loss parts (floats)."""
+        if isinstance(batch["masks"], list):
+            raise ValueError(
+                f"a {self.cfg.setting} training batch holds labels of different sizes "
+                f"({sorted({tuple(m.shape[-2:]) for m in batch['masks']})}); set "
+                "data_options.mask_size (the release trains AVSS on labels resized to 224)"
+            )
         b = to_device(batch, self.device)
         with autocast(self.device, self.cfg.amp):
             out = self.ddp(b["frames"], b["audio"], b["frame_mask"])

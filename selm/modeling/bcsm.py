@@ -16,6 +16,8 @@ Submodule names follow the released checkpoints (`BCSM.*` / `tem_att.*`), so con
 prefix rename: vis_linear.{s}, video_encoder.{s}.layers.{i}.{layernorm,mamba_block},
 audio_encoder.{s}..., audio_gated.{s}.0, video_gated.{s}.0. Frames are ordered (b, t): clips
 never mix, and since every scan is causal, frames padded at the end of T leave earlier ones alone.
+`cfg.release_batch_gates` instead computes the gates as the authors' release does (see
+`_release_gate`), clips of a batch mixed and padded maps zeroed as there.
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ class BCSM(nn.Module):
         self.dim = cfg.dim
         self.direction = cfg.bcsm_direction
         self.release_batch_gates = cfg.release_batch_gates
+        # the release's BCSM code differs between its S4/MS3 and AVSS (semantic) folders
+        self.release_avss = cfg.num_classes > 1
         audio_selects_video = cfg.bcsm_direction in ("both", "a2v")
         video_selects_audio = cfg.bcsm_direction in ("both", "v2a")
         d = cfg.dim
@@ -131,27 +135,43 @@ class BCSM(nn.Module):
                 )
 
     def forward(
-        self, feats: list[torch.Tensor], audio: torch.Tensor, return_maps: bool = True
+        self,
+        feats: list[torch.Tensor],
+        audio: torch.Tensor,
+        return_maps: bool = True,
+        frame_mask: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[dict[str, torch.Tensor | None]] | None]:
         """The selected maps, the selected audio tokens, and (with `return_maps`) the display maps
-        of the class docstring, else None."""
+        of the class docstring, else None. `frame_mask` (B, T), False for padded frames, is only
+        read with `release_batch_gates` (elsewhere padding at the end of a clip changes nothing)."""
         self._check_inputs(feats, audio)
+        b, t = audio.shape[:2]
+        release = self.release_batch_gates
+        if release and frame_mask is not None:
+            # the release multiplies the projected maps by the frame flag before its BCSM, so a
+            # padded frame pools to 0; at B >= 2 other clips read gates at those positions
+            keep = frame_mask.reshape(b, t, 1, 1, 1).to(feats[0].dtype)
+            feats = [f * keep for f in feats]
+        # the release's runs: video 10 frames (AVSS) or 5 (S4/MS3); audio the whole batch as one
+        # sequence (AVSS) or 5 frames; both one clip per run at the released T
+        video_run, audio_run = (10, b * t) if self.release_avss else (5, 5)
         out_feats, maps, video_gates = [], [], []
         for s, f in enumerate(feats):
             gate_a = gate_v = None
             if self.video_encoder is not None:
                 p = self.vis_linear[s](f.mean(dim=(-2, -1)))  # (B, T, D)
-                if self.release_batch_gates:
-                    gate_v = _release_gate(self.video_gated[s], self.video_encoder[s], p, 5, True)
+                if release:
+                    gate_v = _release_gate(
+                        self.video_gated[s], self.video_encoder[s], p, video_run, True
+                    )
                 else:
                     gate_v = self.video_gated[s](self.video_encoder[s](p))  # (B, T, D)
                 video_gates.append(gate_v)
             selected = f
             if self.audio_encoder is not None:
-                if self.release_batch_gates:  # S4/MS3 (T = 5): per clip; AVSS: one sequence
-                    run = audio.shape[1] if audio.shape[1] == 5 else audio.shape[0] * audio.shape[1]
+                if release:
                     gate_a = _release_gate(
-                        self.audio_gated[s], self.audio_encoder[s], audio, run, s > 0
+                        self.audio_gated[s], self.audio_encoder[s], audio, audio_run, s > 0
                     )
                 else:
                     gate_a = self.audio_gated[s](self.audio_encoder[s](audio))  # (B, T, D)
@@ -175,14 +195,15 @@ def _release_gate(
     gate: nn.Module, stack: MambaStack, x: torch.Tensor, run: int, transposed: bool
 ) -> torch.Tensor:
     """A gate as the release computes and applies it: the B*T frames of x (B, T, D), in (b, t)
-    order, are scanned in runs of `run` frames (its S4/MS3 code: 5 = one clip; AVSS: the audio
-    as one B*T sequence, the video in runs of 5), and with `transposed` the (runs, run, D)
-    gates are read out in (position, run) order: then at B >= 2 they land on other clips'
-    frames. -> (B, T, D)."""
+    order, are scanned in consecutive runs of `run` frames, and with `transposed` the
+    (runs, run, D) gates are read out position by position (frame i gets run i % runs, position
+    i // runs): at B >= 2 they land on other clips' frames, in AVSS on padded positions' gates
+    too. -> (B, T, D)."""
     b, t, d = x.shape
     if (b * t) % run:
         raise ValueError(
-            f"release_batch_gates: B*T = {b * t} frames do not split into runs of {run}"
+            f"release_batch_gates: B*T = {b * t} frames do not split into the release's runs of "
+            f"{run} (its S4/MS3 code takes clips of 5 frames, its AVSS code clips of 10)"
         )
     g = gate(stack(x.reshape(-1, run, d)))  # (B*T / run, run, D)
     return (g.transpose(0, 1) if transposed else g).reshape(b, t, d)

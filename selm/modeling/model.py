@@ -73,7 +73,7 @@ class SelM(nn.Module):
         if self.bcsm is not None:
             clip_feats = [f.unflatten(0, (b, t)) for f in feats]  # (B, T, D, h, w)
             clip_feats, clip_audio, bcsm_maps = self.bcsm(
-                clip_feats, tokens.unflatten(0, (b, t)), return_maps=return_maps
+                clip_feats, tokens.unflatten(0, (b, t)), return_maps, frame_mask
             )
             feats = [f.flatten(0, 1) for f in clip_feats]
             tokens = clip_audio.flatten(0, 1)

@@ -206,6 +206,32 @@ def test_legacy_uneven_batches_weigh_equally():
     assert abs(expected_f - (3 * f_first + f_last) / 4) > 1e-3  # a frame-weighted mean too
 
 
+def test_one_legacy_batch_of_frames_of_different_sizes():
+    """Frames of two sizes in one test batch (AVSS labels at their own sizes): lists of
+    (N_i, H_i, W_i) make one legacy batch, scored frame by frame as AVSBench scores frames."""
+    a_logits, a_gt = random_batch(5, n=2, size=8, empty=())
+    b_logits, b_gt = random_batch(6, n=3, size=11, empty=(1,))
+    acc = M.MetricAccumulator()
+    acc.update([a_logits, b_logits], [a_gt, b_gt])
+    got = acc.compute()
+    frames = [
+        (x.double().numpy(), g.numpy()) for x, g in zip([*a_logits, *b_logits], [*a_gt, *b_gt])
+    ]
+    ious = [ref_mask_iou(x[None], g[None]) for x, g in frames]
+    curves = [ref_f_curve(x, g) for x, g in frames if g.sum() > 0]
+    assert got["j_legacy"] == pytest.approx(np.mean(ious), rel=1e-6)
+    assert got["f_legacy"] == pytest.approx(np.mean(curves, axis=0).max(), rel=1e-6)
+    assert got["legacy_num_batches"] == 1 and got["num_frames"] == 5
+    assert got["legacy_frames_per_batch"] == 5
+    same = M.MetricAccumulator()  # parts of one size: the same numbers as one tensor
+    same.update([a_logits[:1], a_logits[1:]], [a_gt[:1], a_gt[1:]])
+    whole = M.MetricAccumulator()
+    whole.update(a_logits, a_gt)
+    assert same.compute() == whole.compute()
+    with pytest.raises(ValueError, match="lists"):
+        acc.update([a_logits], [a_gt, b_gt])
+
+
 def test_saturated_sigmoid_counts_at_the_last_threshold():
     # float32: sigmoid(30) == 1.0 == the last threshold, and AVSBench tests p >= threshold, so
     # only there is the GT pixel predicted alone (sigmoid(7) = 0.9991 > threshold 253 = 0.9961)

@@ -2,6 +2,7 @@
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 import timm
@@ -127,3 +128,115 @@ def test_wrong_files_give_clear_errors(official, tmp_path):
 def test_missing_file_says_where_to_get_it(official, tmp_path):
     with pytest.raises(FileNotFoundError, match="vggish-10086976.pth.*--vggish-weights"):
         load_vggish_weights(official, tmp_path / "nowhere.pth")
+
+
+# --- the paper's backbone weights (a fake hub; nothing is downloaded) ---
+@pytest.fixture
+def fake_hub(empty_caches, monkeypatch, tmp_path):
+    """An online, reachable hub whose `hf_hub_download` serves random weights in the layout of
+    the model the repo names and records what was asked for."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(pretrained, "_reachable", lambda url: True)
+    asked, served = [], {}
+
+    def download(repo_id, filename, cache_dir=None, **kwargs):
+        asked.append((repo_id, filename))
+        model = timm.create_model(repo_id.split("/", 1)[1].split(".")[0])
+        torch.manual_seed(len(asked))
+        state = {
+            k: torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in model.state_dict().items()
+        }
+        path = tmp_path / "hub" / repo_id / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(path))
+        served[repo_id] = state
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    return asked, served
+
+
+def test_true_means_the_papers_imagenet_weights(fake_hub):
+    asked, served = fake_hub
+    model = create_backbone("resnet50", pretrained=True)
+    assert asked == [("timm/resnet50.tv_in1k", "model.safetensors")]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, served["timm/resnet50.tv_in1k"][k]), k
+    create_backbone("resnet50", pretrained="a1_in1k")  # timm's default ResNet-50, by name
+    assert asked[-1] == ("timm/resnet50.a1_in1k", "model.safetensors")
+    create_backbone("resnet18", pretrained=True)  # not a paper backbone: timm's default
+    assert asked[-1] == ("timm/resnet18.a1_in1k", "model.safetensors")
+    assert pretrained.pretrained_name("pvt_v2_b5") == "pvt_v2_b5.in1k"
+    from selm.build import build_selm  # the builder, as a training config's model section asks
+
+    selm = build_selm("selm_r50", backbone_pretrained=True, vggish="slim", dim=32, bcsm_depth=1)
+    assert asked[-1] == ("timm/resnet50.tv_in1k", "model.safetensors")
+    backbone = selm.encoder.backbone.model.state_dict()
+    assert torch.equal(
+        backbone["layer4.2.conv3.weight"], served["timm/resnet50.tv_in1k"]["layer4.2.conv3.weight"]
+    )
+    with pytest.raises(ValueError, match=r"'in1k'.*tv_in1k.*true gives the paper's, tv_in1k"):
+        create_backbone("resnet50", pretrained="in1k")
+
+
+@pytest.mark.parametrize("config", ["s4", "ms3", "avss"])
+@pytest.mark.parametrize(
+    "backbone, weights", [("r50", "resnet50.tv_in1k"), ("pvt_b5", "pvt_v2_b5.in1k")]
+)
+def test_the_papers_recipes_ask_for_the_papers_weights(config, backbone, weights):
+    from train.config import load_config
+
+    cfg = load_config(Path(__file__).parents[2] / "train" / "configs" / f"{config}_{backbone}.yaml")
+    sources = cfg.weight_sources()
+    assert (
+        pretrained.pretrained_name(cfg.model_config().backbone, sources.backbone_pretrained)
+        == weights
+    )
+
+
+@pytest.mark.parametrize(
+    "name, files",
+    [
+        (
+            "resnet50",
+            [
+                "resnet50-19c8e357.pth",
+                "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+                "https://huggingface.co/timm/resnet50.tv_in1k",
+            ],
+        ),
+        (
+            "pvt_v2_b5",
+            [
+                "pvt_v2_b5.pth",
+                "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth",
+                "https://huggingface.co/timm/pvt_v2_b5.in1k",
+            ],
+        ),
+    ],
+)
+def test_offline_the_message_names_the_papers_file(empty_caches, monkeypatch, name, files):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError) as err:
+        pretrained.pretrained_file(pretrained.pretrained_name(name))
+    message = str(err.value)
+    for text in files + ["HF_HUB_OFFLINE", "--set model.backbone_weights=PATH"]:
+        assert text in message, text
+
+
+def test_the_papers_resnet50_file_loads_as_backbone_weights(tmp_path):
+    """torchvision's layout, in the legacy (pre-zip) format resnet50-19c8e357.pth was saved in."""
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.resnet50().state_dict()
+    path = tmp_path / "resnet50-19c8e357.pth"
+    torch.save(source, path, _use_new_zipfile_serialization=False)
+    model = create_backbone("resnet50", weights_path=path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, source[k]), k

@@ -162,6 +162,17 @@ def test_vggish_cache_round_trip(synth_root, tmp_path):
         MS3Dataset(synth_root, "val", audio="vggish")  # the default cache is empty
 
 
+@pytest.mark.parametrize("h, w", [(64, 64), (48, 80), (240, 360), (7, 500), (224, 224)])
+def test_nearest_resize_picks_the_pixels_pils_nearest_resize_picks(h, w):
+    """The release resizes AVSS labels with PIL (NEAREST) to 224 x 224; 64 -> 224 puts pixel
+    centres exactly on borders, where only Pillow's own rounding decides."""
+    labels = np.random.default_rng(h * w).integers(0, 71, size=(h, w), dtype=np.int32)
+    for size in ((224, 224), (33, 97)):
+        want = np.asarray(Image.fromarray(labels).resize(size[::-1], Image.NEAREST))
+        got = aug.nearest_resize(torch.from_numpy(labels.astype(np.int64))[None], size)[0]
+        assert np.array_equal(got.numpy(), want), size
+
+
 def test_augmentation_keeps_frames_masks_and_audio_consistent():
     mask = torch.zeros(2, 48, 48)
     mask[:, 10:30, 5:20] = 1

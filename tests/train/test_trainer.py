@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,32 @@ def test_backbone_frozen_for_the_first_epochs(synth_root, tmp_path):
     second.fit()
     now = params(second.model.encoder.backbone)
     assert not all(torch.equal(backbone[k], now[k]) for k in backbone)  # epoch 2 trains it
+
+
+def test_avss_labels_of_different_sizes(synth_root, tmp_path):
+    """AVSBench's AVSS labels come in several sizes: validation scores each at its own size; a
+    training batch needs one size and says how to get it (data_options.mask_size)."""
+    from PIL import Image
+
+    from train.data import build_dataset, collate_clips
+
+    root = tmp_path / "mixed"
+    shutil.copytree(synth_root / "AVSS", root / "AVSS")
+    for split in ("train", "val"):
+        data = build_dataset("avss", root, split)
+        rec = data.records[1]
+        for t in rec.gt_frames:
+            png = data.layout.mask_path(rec, t)
+            Image.open(png).convert("RGB").resize((80, 48), Image.NEAREST).save(png)
+    trainer = Trainer(tiny_config(root, "avss", model=SMALL), run_dir=tmp_path / "run")
+    batch = collate_clips([trainer.train_set[0], trainer.train_set[1]])
+    assert isinstance(batch["masks"], list)
+    with pytest.raises(ValueError, match=r"different sizes.*data_options.mask_size"):
+        trainer.train_step(batch)
+    trainer._validate()  # the val batch of two sizes is scored
+    assert math.isfinite(trainer.best_value) and trainer.best_epoch == 0
+    fixed = tiny_config(root, "avss", model=SMALL, data_options={"mask_size": 32})
+    trainer = Trainer(fixed, run_dir=tmp_path / "fixed")
+    batch = collate_clips([trainer.train_set[0], trainer.train_set[1]])
+    assert batch["masks"].shape == (2, 10, 32, 32)
+    assert math.isfinite(trainer.train_step(batch)["loss"])

@@ -8,6 +8,7 @@ from train.data.datasets import (
     MS3Dataset,
     S4Dataset,
     build_dataset,
+    collate_clips,
     write_vggish_cache,
 )
 from train.data.layout import LAYOUTS, SPLITS, AVSSLayout, ClipRecord, MS3Layout, S4Layout
@@ -27,5 +28,6 @@ __all__ = [
     "S4Layout",
     "SPLITS",
     "build_dataset",
+    "collate_clips",
     "write_vggish_cache",
 ]

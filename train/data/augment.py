@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from selm.audio import LOG_OFFSET
@@ -60,11 +61,22 @@ def _pixel_box(box: tuple[float, float, float, float], h: int, w: int) -> tuple[
 
 def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(..., h, w) of any dtype -> (..., H, W), each output pixel takes the input pixel whose
-    area holds its centre."""
+    area holds its centre, exactly as PIL's `resize(..., NEAREST)` picks it (ties included),
+    which is how the release resizes AVSS labels."""
     h, w = x.shape[-2:]
-    rows = ((torch.arange(size[0]) + 0.5) * h / size[0]).long().clamp_(max=h - 1)
-    cols = ((torch.arange(size[1]) + 0.5) * w / size[1]).long().clamp_(max=w - 1)
+    rows, cols = _nearest_index(h, size[0]), _nearest_index(w, size[1])
     return x[..., rows[:, None], cols[None, :]]
+
+
+def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out,) source index per output pixel: the centre (i + 0.5) * n_in / n_out, added up step
+    by step in float64 and truncated, as Pillow computes it (a centre on a pixel border, e.g.
+    64 -> 224, falls where Pillow's rounding puts it)."""
+    scale = n_in / n_out
+    steps = np.full(n_out, scale)
+    steps[0] = scale / 2
+    index = np.add.accumulate(steps).astype(np.int64)  # sequential sums, as Pillow's loop
+    return torch.from_numpy(np.minimum(index, n_in - 1))
 
 
 def frames_geometry(frames: torch.Tensor, params: ClipParams, size: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from selm.audio import fit_examples, log_mel_examples
 from selm.frames import normalize
@@ -241,6 +241,17 @@ def build_dataset(
             f"set the model's num_frames to {T}"
         )
     return cls(root, split, **kwargs)
+
+
+def collate_clips(items: list[dict]) -> dict:
+    """A DataLoader's `collate_fn` for these items: `default_collate`, except that masks of
+    different sizes (AVSS labels keep their own size unless `mask_size` is set) stay a list of
+    (T, Hm, Wm) tensors, one per clip, instead of failing to stack."""
+    if len({tuple(item["masks"].shape) for item in items}) <= 1:
+        return default_collate(items)
+    batch = default_collate([{k: v for k, v in item.items() if k != "masks"} for item in items])
+    batch["masks"] = [item["masks"] for item in items]
+    return batch
 
 
 def vggish_cache_path(cache: Path, rec: ClipRecord) -> Path:

@@ -171,56 +171,159 @@ def test_bad_inputs_say_what_is_wrong():
         make_bcsm(bcsm_depth=0)
 
 
-def release_bcsm_reference(m: BCSM, feats: list[torch.Tensor], audio: torch.Tensor, avss: bool):
-    """The release's BCSM.forward written out step by step (avs_s4 / avss `model/BCSM.py`), on
-    our module's weights: frames flattened (b, t); pooled video viewed as (BT/5, 5, D); audio as
-    (B, 5, D) (S4/MS3) or one (1, BT, D) sequence (AVSS); audio gate 1 reshaped, gates 2-4 and
-    all video gates transposed first. -> (4 x (BT, D, h, w), (BT, D))."""
-    xs = [f.flatten(0, 1) for f in feats]
-    bt, d = xs[0].shape[:2]
-    pooled = [x.mean(dim=(-2, -1)).view(bt // 5, 5, -1) for x in xs]
-    audio_rnn_input = audio.reshape(1, bt, d) if avss else audio.reshape(-1, 5, d)
-    audio_flat = audio_rnn_input.reshape(-1, d)
-    pooled = [m.vis_linear[i](x) for i, x in enumerate(pooled)]
-    audio_gates = [m.audio_gated[i](m.audio_encoder[i](audio_rnn_input)) for i in range(4)]
-    video_gates = [m.video_gated[i](m.video_encoder[i](pooled[i])) for i in range(4)]
-    audio_gates = [audio_gates[0].reshape(bt, d, 1, 1)] + [
-        g.transpose(1, 0).reshape(bt, d, 1, 1) for g in audio_gates[1:]
-    ]
-    video_gates = [g.transpose(1, 0).reshape(bt, d) for g in video_gates]
-    out = [x + g * x for x, g in zip(xs, audio_gates)]
-    video_gate = (video_gates[0] + video_gates[1] + video_gates[2] + video_gates[3]) / 4
-    return out, audio_flat + video_gate * audio_flat
+def release_reference(m: BCSM, feats, audio, flags=None, avss=False):
+    """What the authors' current release computes in its BCSM (and, for AVSS, just before it),
+    re-derived frame by frame on our module's weights. Frames are numbered i = b * T + t, the
+    order in which the release flattens a batch of B clips.
+
+    - AVSS only: its SelM.forward multiplies every projected map by the frame flag before the
+      BCSM, so a padded frame's map is all zeros there (its pixels were zeroed earlier too, but
+      the backbone and the projection make them non-zero again).
+    - Video: each map is averaged over its pixels and put through vis_linear; the flat sequence
+      of frames is cut into consecutive runs of 10 frames (AVSS code) or 5 (S4/MS3 code), one
+      clip per run at the released T, and each run is scanned by the level's video stack.
+    - Audio: S4/MS3 scan each clip's 5 tokens; AVSS scans the B*T tokens of the whole batch as
+      one sequence, so a second clip's scan starts where the first clip's padding left it.
+    - Read-out: the gates of a level form a (runs, positions) grid. The level-1 audio gate is
+      read run by run, in flat order. The level-2..4 audio gates and all video gates are read
+      position by position: frame i receives the gate at run i % runs, position i // runs, so at
+      B >= 2 a frame takes another clip's gate, and in AVSS clip 2's real frames take gates from
+      padded positions. (AVSS audio is one run: both read-outs agree.)
+    - Selection: f_i * (1 + g_a,i); audio a_i * (1 + mean over levels of g_v,i).
+
+    feats 4 x (B, T, D, h, w), audio (B, T, D), flags (B, T) or None ->
+    (4 x (B*T, D, h, w), (B*T, D)).
+    """
+    b, t, d = audio.shape
+    n = b * t
+    maps = [f.reshape(n, *f.shape[2:]) for f in feats]
+    if avss and flags is not None:
+        maps = [x * flags.reshape(n, 1, 1, 1).to(x.dtype) for x in maps]
+    tokens = audio.reshape(n, d)
+    video_run = 10 if avss else 5
+    audio_run = n if avss else 5
+
+    def scan(stack, gate, seq, run):  # (n, D) -> list of per-run gates, each (run, D)
+        assert n % run == 0
+        return [gate(stack(seq[k * run : (k + 1) * run].unsqueeze(0)))[0] for k in range(n // run)]
+
+    def read(runs, i, by_position):
+        if by_position:
+            return runs[i % len(runs)][i // len(runs)]
+        run = runs[0].shape[0]
+        return runs[i // run][i % run]
+
+    out, video_gates = [], []
+    for s, x in enumerate(maps):
+        pooled = m.vis_linear[s](x.mean(dim=(-2, -1)))  # (n, D)
+        v_runs = scan(m.video_encoder[s], m.video_gated[s], pooled, video_run)
+        a_runs = scan(m.audio_encoder[s], m.audio_gated[s], tokens, audio_run)
+        g_v = torch.stack([read(v_runs, i, True) for i in range(n)])
+        g_a = torch.stack([read(a_runs, i, s > 0) for i in range(n)])
+        out.append(x + g_a[:, :, None, None] * x)
+        video_gates.append(g_v)
+    return out, tokens + (sum(video_gates) / 4) * tokens
 
 
-@pytest.mark.parametrize("setting, t", [("s4", 5), ("avss", 10)])
-def test_release_batch_gates_match_the_release_on_a_two_clip_batch(setting, t):
-    feats, audio = make_inputs(b=2, t=t)
-    ours, theirs = make_bcsm(release_batch_gates=True), make_bcsm()
+def padded_flags(b: int, t: int = 10, real: int = 5) -> torch.Tensor:
+    """(B, T) frame flags of AVSS v1 clips: `real` frames, then padding."""
+    return (torch.arange(t) < real).expand(b, t).clone()
+
+
+RELEASE_CASES = [  # (setting, clips, padded)
+    ("s4", 1, False),
+    ("s4", 2, False),
+    ("avss", 1, False),
+    ("avss", 1, True),
+    ("avss", 2, False),
+    ("avss", 2, True),
+]
+
+
+@pytest.mark.parametrize("setting, b, padded", RELEASE_CASES)
+def test_release_batch_gates_follow_the_current_release(setting, b, padded):
+    avss = setting == "avss"
+    t = 10 if avss else 5
+    feats, audio = make_inputs(b=b, t=t)  # padded positions non-zero, as the projection makes them
+    flags = padded_flags(b) if padded else None
+    model = make_bcsm(release_batch_gates=True, num_classes=71 if avss else 1)
     with torch.no_grad():
-        ref_feats, ref_audio = release_bcsm_reference(ours, feats, audio, setting == "avss")
-        got_feats, got_audio, _ = ours(feats, audio)
-        per_clip_feats, per_clip_audio, _ = theirs(feats, audio)
+        ref_feats, ref_audio = release_reference(model, feats, audio, flags, avss)
+        got_feats, got_audio, maps = model(feats, audio, frame_mask=flags)
     for got, ref in zip(got_feats, ref_feats):
         torch.testing.assert_close(got.flatten(0, 1), ref, rtol=0, atol=1e-5)
     torch.testing.assert_close(got_audio.flatten(0, 1), ref_audio, rtol=0, atol=1e-5)
-    # the release's order differs from ours at B = 2: clips mix
-    assert (per_clip_audio.flatten(0, 1) - ref_audio).abs().max() > 1e-2
-    assert (per_clip_feats[1].flatten(0, 1) - ref_feats[1]).abs().max() > 1e-2
-    if setting == "s4":  # per clip (b, t) for the first audio gate in both
-        torch.testing.assert_close(per_clip_feats[0], got_feats[0], rtol=0, atol=1e-5)
+    assert maps[0]["gate_video"].shape == (b, t, 32)
 
 
-def test_release_batch_gates_at_one_clip():
-    """S4 (T = 5) at B = 1: the release's order is ours. AVSS (T = 10) at B = 1: its video runs
-    in two 5-frame scans read out interleaved, so even one clip differs from ours."""
-    ours, release = make_bcsm(), make_bcsm(release_batch_gates=True)
+@pytest.mark.parametrize("setting", ["s4", "avss"])
+def test_the_release_mixes_clips_at_two(setting):
+    """At B = 2 the release's read-out puts other clips' gates on a clip's frames; at B = 1 its
+    order is ours (AVSS: one clip per video run, one audio sequence)."""
+    avss, t = setting == "avss", 10 if setting == "avss" else 5
+    ours = make_bcsm(num_classes=71 if avss else 1)
     with torch.no_grad():
-        feats, audio = make_inputs(b=1, t=5)
-        for a, b in zip(ours(feats, audio)[:2], release(feats, audio)[:2]):
-            for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
-                torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
-        feats, audio = make_inputs(b=1, t=10)
-        assert (ours(feats, audio)[1] - release(feats, audio)[1]).abs().max() > 1e-2
-        with pytest.raises(ValueError, match="runs of 5"):
-            release(*make_inputs(b=1, t=3))
+        feats, audio = make_inputs(b=2, t=t)
+        ref_feats, ref_audio = release_reference(ours, feats, audio, None, avss)
+        per_clip_feats, per_clip_audio, _ = ours(feats, audio)
+        assert (per_clip_audio.flatten(0, 1) - ref_audio).abs().max() > 1e-2
+        assert (per_clip_feats[1].flatten(0, 1) - ref_feats[1]).abs().max() > 1e-2
+        if not avss:  # the level-1 audio gate is read per clip in S4/MS3
+            torch.testing.assert_close(
+                per_clip_feats[0].flatten(0, 1), ref_feats[0], atol=1e-5, rtol=0
+            )
+        feats, audio = make_inputs(b=1, t=t)
+        ref_feats, ref_audio = release_reference(ours, feats, audio, None, avss)
+        per_clip_feats, per_clip_audio, _ = ours(feats, audio)
+        torch.testing.assert_close(per_clip_audio.flatten(0, 1), ref_audio, rtol=0, atol=1e-5)
+        for got, ref in zip(per_clip_feats, ref_feats):
+            torch.testing.assert_close(got.flatten(0, 1), ref, rtol=0, atol=1e-5)
+
+
+def test_release_reads_gates_from_padded_positions():
+    """AVSS, 2 clips of 5 real + 5 padded frames: clip 2's real frames take their video gates
+    from padded positions, so what the padded maps hold (the release: zeros) changes them; at
+    B = 1 it does not (the scans are causal and the padding comes last)."""
+    model = make_bcsm(release_batch_gates=True, num_classes=71)
+    with torch.no_grad():
+        for b, changes in ((2, True), (1, False)):
+            feats, audio = make_inputs(b=b, t=10)
+            flags = padded_flags(b)
+            _, masked_audio, _ = model(feats, audio, frame_mask=flags)
+            _, unmasked_audio, _ = model(feats, audio)  # padded maps left as they are
+            real = flags.reshape(-1)
+            diff = (masked_audio.flatten(0, 1) - unmasked_audio.flatten(0, 1))[real].abs().max()
+            assert (diff > 1e-2) == changes, (b, diff)
+
+
+def test_release_batch_gates_need_the_releases_runs():
+    release = make_bcsm(release_batch_gates=True)
+    with pytest.raises(ValueError, match="runs of 5"):
+        release(*make_inputs(b=1, t=3))
+    with pytest.raises(ValueError, match="runs of 10"):
+        make_bcsm(release_batch_gates=True, num_classes=71)(*make_inputs(b=1, t=5))
+
+
+def test_the_model_hands_the_frame_mask_to_the_release_gates():
+    """A whole AVSS model under release_batch_gates, 2 clips of 5 real + 5 padded frames: its
+    logits are those of the same weights with the BCSM replaced by the re-derivation above.
+    (D = 64: GroupNorm(32) then has two channels a group, so a padded frame's projected map,
+    constant over pixels, is not normalised to 0 and zeroing it matters.)"""
+    from selm import build_selm
+
+    torch.manual_seed(0)
+    options = dict(input_size=64, num_frames=10, num_classes=4, dim=64, bcsm_depth=1)
+    model = build_selm("selm_tiny", release_batch_gates=True, **options).eval()
+    flags = padded_flags(2)
+
+    def reference(feats, audio, return_maps=True, frame_mask=None):
+        b, t = audio.shape[:2]
+        out, tokens = release_reference(model.bcsm, feats, audio, flags, avss=True)
+        return [o.unflatten(0, (b, t)) for o in out], tokens.unflatten(0, (b, t)), None
+
+    frames, audio = torch.randn(2, 10, 3, 64, 64), torch.randn(2, 10, 1, 96, 64)
+    with torch.no_grad():
+        got = model(frames, audio, flags).logits
+        model.bcsm.forward = reference
+        want = model(frames, audio, flags).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
