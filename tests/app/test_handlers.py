@@ -424,3 +424,23 @@ def test_public_mode_loads_only_listed_and_official_checkpoints():
             choose("selm-synth", typed, listed, allow_any=False)
         assert "--allow-any-checkpoint" in str(err.value) and "/srv" not in str(err.value)
     assert choose(None, "../mine", listed, allow_any=True) == "../mine"  # a local researcher
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_a_run_shows_the_recorded_overlay_audio_and_maps(threshold, tmp_path):
+    """selm-hard on a bundled example: the files and maps the Result tab shows, byte for byte as
+    recorded (tests/golden_outputs.py); 0.3 redraws the stored run at another threshold."""
+    from golden_outputs import CHECKPOINT, EXAMPLES, expected, sha256
+
+    want = expected(f"demo hard_ms3_test_00015.mp4 {threshold}")
+    pred = run(Predictor.from_pretrained(CHECKPOINT), str(EXAMPLES / "hard_ms3_test_00015.mp4"))
+    if threshold != 0.5:  # the first view moves the run's own overlay; this one redraws
+        handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
+    view = handlers.show_run(pred, threshold=threshold, frame=0, level=0, workdir=tmp_path)
+    got = {
+        "overlay": sha256(view.video.read_bytes()),
+        "audio": sha256(view.audio.read_bytes()),
+        "maps": sha256(b"".join(np.ascontiguousarray(m).tobytes() for m, _ in view.maps)),
+        "legend": sha256(view.legend.tobytes()),
+    }
+    assert got == want
