@@ -218,8 +218,8 @@ def warm_up(predictor) -> None:
     """One second of grey frames and silence, so the first user does not pay for lazy setup."""
     import numpy as np
 
-    from selm.audio import SAMPLE_RATE
-    from selm.media import FRAME_OFFSET, Clip
+    from selm.media.video import FRAME_OFFSET, Clip
+    from selm.transforms.log_mel import SAMPLE_RATE
 
     size = predictor.config.input_size
     clip = Clip(

@@ -34,7 +34,7 @@ from app.rendering import (
 )
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
 from selm.audio_source import AudioSource
-from selm.media import MediaError, write_wav
+from selm.media.video import MediaError, write_wav
 
 Progress = Callable[[float, str], object]
 

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from selm.media import fit_side
+from selm.media.video import fit_side
 from selm.render import (
     colorbar,
     colorize,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from selm.media import over_limit, unreadable_message
+from selm.media.video import over_limit, unreadable_message
 
 # an absolute path in a message: shown as its file name (messages reach visitors)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~])(?:/[^\s'\"/:,;()\[\]]+)+/([^\s'\"/:,;()\[\]]*)")
@@ -126,7 +126,7 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"{_name(path)!r} has a duration of zero (no frame to look at); upload a video "
             "with at least one frame."
         )
-    if over_limit(longest, limits.max_seconds):  # the slack selm.media reads with
+    if over_limit(longest, limits.max_seconds):  # the slack selm.media.video reads with
         what = "lasts" if longest == duration else "holds a stream that lasts"
         raise DemoError(
             f"{_name(path)!r} {what} {longest:.1f} s; this demo runs clips up to "

@@ -44,7 +44,7 @@ def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 def write_clip(path: Path, seconds: int, size=(320, 240), fps: int = 10) -> Path:
     """A moving bright square over a dark background, with a 440 Hz tone."""
-    from selm.writer import open_writer
+    from selm.media.writer import open_writer
 
     width, height = size
     with open_writer(path, size=size, fps=fps, sample_rate=16000) as out:

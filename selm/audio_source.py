@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from selm.media import MediaError
+from selm.media.video import MediaError
 
 AudioKind = Literal["original", "mute", "noise", "file", "waveform"]
 KINDS: tuple[str, ...] = ("original", "mute", "noise", "file", "waveform")
@@ -109,7 +109,7 @@ class AudioSource:
 def checked_waveform(samples, what: str = "the audio waveform") -> np.ndarray:
     """(S,) numbers, finite, non-empty -> float32 (S,) (no copy when it already is); MediaError
     naming `what` otherwise. Every waveform the model may hear passes here: arrays given to the
-    API, decoded files (`selm.media.read_audio`) and a video's own track."""
+    API, decoded files (`selm.media.video.read_audio`) and a video's own track."""
     if isinstance(samples, torch.Tensor):
         wave = samples.detach().cpu().numpy()
     else:

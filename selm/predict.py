@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from selm.audio_source import AudioSource  # noqa: E402
-from selm.media import MediaError, MediaWarning, VideoStream  # noqa: E402
+from selm.media.video import MediaError, MediaWarning, VideoStream  # noqa: E402
 from selm.predictor import Prediction, Predictor, check_inputs  # noqa: E402
 from selm.state_dict import atomic_path  # noqa: E402
 

@@ -43,7 +43,7 @@ class Prediction:
     """What SelM saw and predicted for one video, one entry per second (T = seconds).
 
     Memory per second is small whatever the video's length: the sampled frame (at the size the
-    video was decoded at, at most `selm.media.DEFAULT_MAX_PIXELS` by default, or a thumbnail:
+    video was decoded at, at most `selm.media.video.DEFAULT_MAX_PIXELS` by default, or a thumbnail:
     `Predictor.predict(frames_max_side=)`) and the model's outputs at its own grids; never the
     video's frames at full frame rate.
     """

@@ -22,10 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from selm.audio import SAMPLE_RATE, log_mel_examples
 from selm.audio_source import NAMED, AudioSource, checked_waveform
-from selm.frames import model_input
-from selm.media import (
+from selm.media.video import (
     DEFAULT_MAX_PIXELS,
     PARTIAL_SECOND_MIN,
     Clip,
@@ -46,6 +44,8 @@ from selm.media import (
 from selm.prediction import STAGES, Prediction, probs_to_masks
 from selm.runtime import release_freed_memory
 from selm.state_dict import CheckpointError
+from selm.transforms.frames import model_input
+from selm.transforms.log_mel import SAMPLE_RATE, log_mel_examples
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
@@ -356,8 +356,8 @@ class Predictor:
     def _predict_file(
         self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps, keep_side
     ) -> Prediction:
+        from selm.media.writer import open_writer
         from selm.render import paint_frames
-        from selm.writer import open_writer
 
         source = AudioSource.parse(audio)
         window = self.config.num_frames

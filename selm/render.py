@@ -1,5 +1,5 @@
 """Pictures and videos of a prediction: mask overlays, heat maps, token maps, overlay videos
-(encoded by `selm.writer`).
+(encoded by `selm.media.writer`).
 
 numpy + OpenCV + matplotlib colormaps only. Images are (H, W, 3) uint8 RGB; sizes are (W, H).
 """
@@ -16,10 +16,10 @@ import cv2
 import matplotlib
 import numpy as np
 
-from selm.audio import SAMPLE_RATE
-from selm.media import VideoStream, frame_to_rgb
+from selm.media.video import VideoStream, frame_to_rgb
+from selm.media.writer import open_writer
 from selm.palette import label_palette
-from selm.writer import open_writer
+from selm.transforms.log_mel import SAMPLE_RATE
 
 MASK_COLOR = (255, 64, 64)  # binary masks
 TOKEN_COLORS = np.array(matplotlib.colormaps["tab10"].colors[:10]) * 255  # (10, 3) CLEVER tokens

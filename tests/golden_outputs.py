@@ -51,7 +51,7 @@ def expected(key: str):
 def long_video(path: Path) -> Path:
     """12 s at 8 fps, 96 x 64, a yellow box moving over a brightening background; a 440 Hz tone
     in seconds 1, 2, 4, 5, 7, 8, 10, 11 (silent every third second)."""
-    from selm.writer import open_writer
+    from selm.media.writer import open_writer
 
     width, height, fps, seconds = 96, 64, 8, 12
     with open_writer(path, size=(width, height), fps=fps, sample_rate=44100) as out:

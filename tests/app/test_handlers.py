@@ -351,9 +351,9 @@ def test_video_without_audio_track(fake_predictor, media_dir):
 
 
 def test_short_clips_run_as_the_cli_runs_them(fake_predictor, tmp_path, kit):
-    """A 0.5-s clip and a one-frame clip: selm.media reads them (one second, its last frame),
+    """A 0.5-s clip and a one-frame clip: selm.media.video reads them (one second, its last frame),
     so the demo runs them too."""
-    from selm.media import read_video
+    from selm.media.video import read_video
 
     for seconds in (0.5, 1 / 8):
         path = kit.write_clip(tmp_path / f"short_{seconds}.mp4", seconds=seconds)

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 def write_clip(path: Path, seconds: int) -> Path:
-    from selm.writer import open_writer
+    from selm.media.writer import open_writer
 
     frame = np.full((48, 64, 3), 51, np.uint8)
     frame[8:30, 8:30] = 255

@@ -8,7 +8,7 @@ import torch
 
 from selm import predict as predict_cli
 from selm.audio_source import AudioSource
-from selm.media import Clip, MediaError, frame_times, write_wav
+from selm.media.video import Clip, MediaError, frame_times, write_wav
 from selm.predictor import NOISE_STD, resolve_audio
 
 SR = 16000

@@ -19,9 +19,9 @@ from selm.checkpoint import CheckpointError, read_config, resolve_checkpoint
 from selm.config import get_config
 from selm.convert import ConversionError
 from selm.downloads import sha256_of
+from selm.media.writer import open_writer
 from selm.official_release import REGISTRY, ReleaseError, detect_layout, official_model
 from selm.pretrained import VGGISH_URL
-from selm.writer import open_writer
 
 slow = pytest.mark.slow
 # one conversion by default (the raw-.pth test converts a PVT one); all six: -m slow

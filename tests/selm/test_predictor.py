@@ -13,10 +13,10 @@ from torch import nn
 
 from selm import predict as predict_cli
 from selm.config import SelMConfig
-from selm.frames import IMAGENET_MEAN, IMAGENET_STD
-from selm.media import MediaError, frame_times, read_video, write_wav
+from selm.media.video import MediaError, frame_times, read_video, write_wav
+from selm.media.writer import open_writer
 from selm.predictor import Prediction, Predictor
-from selm.writer import open_writer
+from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
 
 SILENCE = math.log(0.01)  # log-mel of a waveform of zeros
 W, H, FPS, SECONDS = 64, 48, 4, 7
@@ -337,7 +337,7 @@ def test_one_pass_overlay_matches_a_redraw_and_keeps_bounded_state(video, tmp_pa
 
 
 def test_an_in_memory_clip_renders_its_own_frames(tmp_path):
-    from selm.media import Clip
+    from selm.media.video import Clip
     from selm.render import write_overlay_video
 
     frames = np.zeros((3, H, W, 3), np.uint8)

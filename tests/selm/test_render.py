@@ -7,7 +7,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from selm.media import MediaError, frame_times
+from selm.media.video import MediaError, frame_times
+from selm.media.writer import open_writer
 from selm.predictor import Prediction
 from selm.render import (
     MASK_COLOR,
@@ -20,7 +21,6 @@ from selm.render import (
     write_overlay_video,
 )
 from selm.state_dict import DiskFullError
-from selm.writer import open_writer
 
 
 def test_overlay_binary_by_hand():

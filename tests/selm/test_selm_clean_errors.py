@@ -20,7 +20,8 @@ from selm import predict as predict_cli
 from selm.audio_source import AudioSource
 from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from selm.config import SelMConfig
-from selm.media import Clip, MediaError, frame_times, read_audio, write_wav
+from selm.media.video import Clip, MediaError, frame_times, read_audio, write_wav
+from selm.media.writer import open_writer
 from selm.predictor import Predictor, resolve_audio
 from selm.state_dict import (
     CheckpointError,
@@ -29,7 +30,6 @@ from selm.state_dict import (
     is_temporary,
     remove_stale_temporaries,
 )
-from selm.writer import open_writer
 
 SMALL = dict(input_size=64, num_frames=2)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selm.media import frame_times
+from selm.media.video import frame_times
 from train.synth import generate
 from train.synth.generate import plan
 from train.synth.hard import (

@@ -18,8 +18,8 @@ import soundfile
 import torch
 from PIL import Image
 
-from selm.audio import SAMPLE_RATE, to_mono_16k
 from selm.palette import label_palette
+from selm.transforms.log_mel import SAMPLE_RATE, to_mono_16k
 
 NUM_AVSS_CLASSES = 71  # AVSBench-semantic: background + 70 categories
 

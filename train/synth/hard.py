@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from selm.media import frame_times
+from selm.media.video import frame_times
 from train.synth.scenes import (
     CATEGORIES,
     SHAPE_EXTENT,

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from selm import media
 from selm.config import SelMConfig
-from selm.media import MediaError, read_audio, read_video
+from selm.media import video as media
+from selm.media.video import MediaError, read_audio, read_video
 from selm.predictor import Predictor
 
 
@@ -116,7 +116,7 @@ def test_frames_are_capped_at_decode_time(tmp_path):
 
 
 def test_a_truncated_mp4_says_what_was_decoded_against_what_it_declares(tmp_path):
-    from selm.writer import open_writer  # faststart: the header stays at the front
+    from selm.media.writer import open_writer  # faststart: the header stays at the front
 
     path = tmp_path / "full.mp4"
     noise = np.random.default_rng(0).integers(0, 256, (50, 48, 64, 3), dtype=np.uint8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from selm.audio import LogMel, log_mel_examples, to_mono_16k, vggish_mel_matrix
+from selm.transforms.log_mel import LogMel, log_mel_examples, to_mono_16k, vggish_mel_matrix
 
 
 def _hz_to_mel(f):
@@ -94,7 +94,7 @@ def test_too_short_and_bad_shapes():
 
 @pytest.mark.parametrize("rate", [44100, 48000, 22050, 11025, 8000, 16000])
 def test_block_resampler_equals_resampling_the_whole_signal(rate):
-    from selm.audio import BlockResampler
+    from selm.transforms.log_mel import BlockResampler
 
     rng = np.random.default_rng(rate)
     x = rng.standard_normal(rate * 5 + 77).astype(np.float32)

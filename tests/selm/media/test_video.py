@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from selm.media import (
+from selm.media.video import (
     FRAME_OFFSET,
     MediaError,
     frame_times,
@@ -17,7 +17,7 @@ from selm.media import (
     white_noise,
     write_wav,
 )
-from selm.writer import open_writer
+from selm.media.writer import open_writer
 
 
 def coded_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -276,7 +276,7 @@ def _yuv420_frame(width: int, height: int, colorspace: int, color_range: int):
 @pytest.mark.parametrize("colorspace", [2, 5, 6])
 @pytest.mark.parametrize("width, height", [(202, 114), (64, 48)])
 def test_bt601_frames_convert_as_swscale_does_within_a_few_levels(width, height, colorspace):
-    from selm.media import _opencv_converts, frame_to_rgb
+    from selm.media.video import _opencv_converts, frame_to_rgb
 
     frame = _yuv420_frame(width, height, colorspace, 0)
     assert _opencv_converts(frame)
@@ -289,7 +289,7 @@ def test_bt601_frames_convert_as_swscale_does_within_a_few_levels(width, height,
 
 @pytest.mark.parametrize("colorspace, color_range", [(1, 0), (1, 1), (2, 2), (9, 1)])
 def test_other_matrices_and_ranges_convert_through_swscale(colorspace, color_range):
-    from selm.media import _opencv_converts, frame_to_rgb
+    from selm.media.video import _opencv_converts, frame_to_rgb
 
     frame = _yuv420_frame(64, 48, colorspace, color_range)
     assert not _opencv_converts(frame)
