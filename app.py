@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     from app.state import PredictorPool, ResultStore
     from app.ui import DemoSettings, build_demo
     from app.validation import Limits
-    from selm.checkpoint import CheckpointError
     from selm.predictor import Predictor
+    from selm.weights.checkpoint import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = find_checkpoints(args.checkpoint, DEFAULT_CHECKPOINT)

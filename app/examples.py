@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from selm.checkpoint import EVALUATION_NAME
+from selm.weights.checkpoint import EVALUATION_NAME
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 DESCRIPTIONS_FILE = "examples.json"

@@ -25,8 +25,8 @@ _LAZY = {
     "build_selm": "selm.build",
     "SelM": "selm.modeling.model",
     "SelMOutput": "selm.modeling.model",
-    "save_pretrained": "selm.checkpoint",
-    "load_pretrained": "selm.checkpoint",
+    "save_pretrained": "selm.weights.checkpoint",
+    "load_pretrained": "selm.weights.checkpoint",
     "Predictor": "selm.predictor",
 }
 

@@ -28,7 +28,7 @@ from tqdm import tqdm  # noqa: E402
 from selm.audio_source import AudioSource  # noqa: E402
 from selm.media.video import MediaError, MediaWarning, VideoStream  # noqa: E402
 from selm.predictor import Prediction, Predictor, check_inputs  # noqa: E402
-from selm.state_dict import atomic_path  # noqa: E402
+from selm.weights.state_dict import atomic_path  # noqa: E402
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 

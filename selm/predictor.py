@@ -43,9 +43,9 @@ from selm.media.video import (
 )
 from selm.prediction import STAGES, Prediction, probs_to_masks
 from selm.runtime import release_freed_memory
-from selm.state_dict import CheckpointError
 from selm.transforms.frames import model_input
 from selm.transforms.log_mel import SAMPLE_RATE, log_mel_examples
+from selm.weights.state_dict import CheckpointError
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
@@ -238,7 +238,7 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu") -> Predictor:
         """Load a checkpoint folder (config.json + model.safetensors) or a Hub repo id."""
-        from selm.checkpoint import load_pretrained
+        from selm.weights.checkpoint import load_pretrained
 
         return cls(load_pretrained(path_or_repo, map_location="cpu"), device=device)
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
 from selm.settings import SETTINGS
-from selm.state_dict import atomic_write
+from selm.weights.state_dict import atomic_write
 from train.config import AMP_MODES, USER_ERRORS, user_error_message
 
 COUNTERFACTUAL_SETS = ("silent", "noise", "swapped", "offscreen")
@@ -219,7 +219,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """The full report for one checkpoint on one data root (see the module docstring).
     `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL)."""
-    from selm.checkpoint import load_pretrained
+    from selm.weights.checkpoint import load_pretrained
     from train.distributed import resolve_device
 
     dev = resolve_device(device)

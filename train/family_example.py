@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from selm.metrics import NEGATIVE_AUDIO
-from selm.state_dict import atomic_path
+from selm.weights.state_dict import atomic_path
 from train.synth.scenes import CATEGORIES
 
 # how each category looks in AVS-Synth (train/synth/scenes.py: its shape and base colour)

@@ -560,7 +560,8 @@ def model_card(name, row, diff, record, timing, cell) -> str:
             "",
         ]
     body.append(
-        "The same row, machine-readable: `evaluation.json` (`selm.checkpoint.read_evaluation`)."
+        "The same row, machine-readable: `evaluation.json` "
+        "(`selm.weights.checkpoint.read_evaluation`)."
     )
     return "\n".join(front + [""] + body) + "\n"
 

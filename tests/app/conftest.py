@@ -163,7 +163,7 @@ def free_port() -> int:
 def tiny_checkpoints(tmp_path_factory) -> list[Path]:
     """Two real selm_tiny checkpoints at input 64 (random weights, different seeds)."""
     from selm.build import build_selm
-    from selm.checkpoint import save_pretrained
+    from selm.weights.checkpoint import save_pretrained
 
     root = tmp_path_factory.mktemp("checkpoints")
     paths = []

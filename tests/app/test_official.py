@@ -11,10 +11,10 @@ import pytest
 from app.official import official_checkpoints, prepare_checkpoint, with_official
 from app.state import PredictorPool, ResultStore
 from app.ui import DemoSettings, build_demo
-from selm.checkpoint import resolve_checkpoint
-from selm.official_release import REGISTRY
 from selm.predictor import Predictor
-from selm.pretrained import VGGISH_URL
+from selm.weights.checkpoint import resolve_checkpoint
+from selm.weights.pretrained import VGGISH_URL
+from selm.weights.release import REGISTRY
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def server(tmp_path):
     import torch
 
     from selm.build import build_selm
-    from selm.checkpoint import save_pretrained
+    from selm.weights.checkpoint import save_pretrained
 
     torch.manual_seed(0)
     checkpoint = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "tiny")

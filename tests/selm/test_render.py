@@ -20,7 +20,7 @@ from selm.render import (
     panel,
     write_overlay_video,
 )
-from selm.state_dict import DiskFullError
+from selm.weights.state_dict import DiskFullError
 
 
 def test_overlay_binary_by_hand():

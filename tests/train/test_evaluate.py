@@ -8,7 +8,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from selm.build import build_selm
-from selm.checkpoint import read_config, save_pretrained
 from selm.metrics import (
     SemanticMeter,
     fscore_legacy,
@@ -16,6 +15,7 @@ from selm.metrics import (
     per_frame_f,
     per_frame_j,
 )
+from selm.weights.checkpoint import read_config, save_pretrained
 from train.data import build_dataset
 from train.evaluate import (
     COUNTERFACTUAL_SETS,
@@ -217,17 +217,17 @@ def test_batches_without_the_contract_keys_are_rejected():
 def test_release_protocol_loads_the_model_with_both_release_switches(
     synth_root, tmp_path, monkeypatch
 ):
-    import selm.checkpoint
+    import selm.weights.checkpoint
 
     torch.manual_seed(0)
     ckpt = save_pretrained(build_selm("selm_tiny", input_size=64, dim=32, bcsm_depth=1), tmp_path)
-    real, loaded = selm.checkpoint.load_pretrained, []
+    real, loaded = selm.weights.checkpoint.load_pretrained, []
 
     def recording(*args, **kwargs):
         loaded.append(real(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr(selm.checkpoint, "load_pretrained", recording)
+    monkeypatch.setattr(selm.weights.checkpoint, "load_pretrained", recording)
     torch.manual_seed(5)
     report = evaluate_checkpoint(
         str(ckpt), synth_root, "s4", counterfactual=False, release_protocol=True

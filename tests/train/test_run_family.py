@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from selm.checkpoint import format_evaluation, load_pretrained, read_evaluation
+from selm.weights.checkpoint import format_evaluation, load_pretrained, read_evaluation
 from train.run_family import family_configs, main
 
 

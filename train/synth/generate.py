@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from selm.settings import SETTINGS
-from selm.state_dict import disk_full, remove_stale_temporaries
+from selm.weights.state_dict import disk_full, remove_stale_temporaries
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
 from train.synth.writer import (

@@ -4,7 +4,7 @@
     official:avss_r50  official:avss_pvt                  (or a path ending in .pth)
 
 First use downloads the authors' `.pth` from Google Drive (gdown) and torchvggish's
-`vggish-10086976.pth` into the selm cache (`selm.downloads`), converts once with `selm.convert`
+`vggish-10086976.pth` into the selm cache (`selm.weights.cache`), converts once with `selm.convert`
 and keeps the converted `config.json` + `model.safetensors` (+ a model card) in
 `checkpoints/official-<name>/`; later uses load that copy and never download. A raw `.pth` is
 read with `weights_only=True`, its setting and backbone are read off its tensor names and
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, save_pretrained
-from selm.downloads import (
+from selm.official_presets import SETTINGS, official_preset_name
+from selm.weights.cache import (
     DownloadError,
     Progress,
     check_torch_file,
@@ -31,8 +31,8 @@ from selm.downloads import (
     fetch,
     sha256_of,
 )
-from selm.official_presets import SETTINGS, official_preset_name
-from selm.pretrained import VGGISH_FILE, VGGISH_URL
+from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, save_pretrained
+from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL
 
 PREFIX = "official:"
 VGGISH_SHA256_PREFIX = "10086976"  # torch hub convention: the file is named by its sha256 prefix
@@ -144,7 +144,7 @@ def resolve_official(
 ) -> Path:
     if _complete(model.folder):
         return model.folder
-    from selm.convert import ConversionError, read_official
+    from selm.weights.release_layout import ConversionError, read_official
 
     raw = downloads_dir() / model.file_name
     state, digest = None, None
@@ -194,7 +194,7 @@ def resolve_official(
 
 
 def _expect_layout(state: dict, model: OfficialModel) -> None:
-    from selm.convert import ConversionError
+    from selm.weights.release_layout import ConversionError
 
     try:
         found = detect_layout(state)
@@ -223,7 +223,7 @@ def detect_layout(state: dict) -> tuple[str, str]:
     """(setting, backbone) of a published state dict, read off its tensor names and shapes;
     ConversionError when it fits none of the six released layouts or more than one."""
     from selm.config import get_config
-    from selm.convert import ConversionError, describe
+    from selm.weights.release_layout import ConversionError, describe
 
     facts = describe(state)
     backbone = facts["backbone"]
@@ -262,7 +262,7 @@ def detect_layout(state: dict) -> tuple[str, str]:
 
 def resolve_pth(path: Path, *, progress: Progress | None = None, say: Callable = _say) -> Path:
     """A published-layout `.pth` on disk -> its converted checkpoint in the cache."""
-    from selm.convert import ConversionError, read_official
+    from selm.weights.release_layout import ConversionError, read_official
 
     if not path.is_file():
         raise ReleaseError(f"{path}: no such file (a published SelM .pth)")
@@ -319,8 +319,8 @@ def _convert_into(
     say: Callable,
 ) -> Path:
     """Convert `state` (+ VGGish) into `folder` atomically: a temporary sibling, renamed."""
-    from selm.convert import ConversionError, convert_official
-    from selm.model_card import write_model_card
+    from selm.weights.model_card import write_model_card
+    from selm.weights.release_layout import ConversionError, convert_official
 
     vggish = vggish_file(progress, say)
     if progress is not None:

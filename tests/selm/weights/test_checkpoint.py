@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from selm import build_selm, load_pretrained, save_pretrained
-from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
 
 SMALL = dict(input_size=64, num_frames=2)
 
@@ -76,7 +76,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(saved, tmp_path, monkeypa
     model, _ = saved
     save_pretrained(model, tmp_path)
     before = (tmp_path / WEIGHTS_NAME).read_bytes()
-    import selm.checkpoint as ckpt
+    import selm.weights.checkpoint as ckpt
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -117,7 +117,7 @@ def test_shipped_checkpoints_load_unchanged(name):
 def test_read_evaluation_and_its_demo_line(tmp_path):
     import json
 
-    from selm.checkpoint import CheckpointError, format_evaluation, read_evaluation
+    from selm.weights.checkpoint import CheckpointError, format_evaluation, read_evaluation
 
     assert read_evaluation(tmp_path) is None and format_evaluation(None) == ""
     row = {

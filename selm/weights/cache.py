@@ -91,7 +91,7 @@ def check_torch_file(
 
 def reachable(url: str) -> bool:
     """A TCP connect within a few seconds (a download's own timeouts take far longer)."""
-    from selm.pretrained import _reachable
+    from selm.weights.pretrained import _reachable
 
     return _reachable(url)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selm.config import SelMConfig
-from selm.state_dict import atomic_path
+from selm.weights.state_dict import atomic_path
 
 CARD_NAME = "README.md"
 _SETTINGS = {
@@ -22,7 +22,7 @@ _BACKBONES = {"r50": "ResNet-50", "pvt": "PVT-v2-b5"}
 
 
 def model_card(*, source: dict, config: SelMConfig) -> str:
-    """The card's text for a checkpoint converted from `source` (selm.official_release)."""
+    """The card's text for a checkpoint converted from `source` (selm.weights.release)."""
     setting, backbone = source["setting"], source["backbone"]
     dataset, m1, m2 = _SETTINGS[setting]
     title = f"SelM ({_BACKBONES[backbone]}, {setting.upper()}), converted from the authors' release"

@@ -19,7 +19,7 @@ from torch import nn
 
 from selm.modeling.encoder import timm_model
 from selm.modeling.vggish import VGGish
-from selm.state_dict import (
+from selm.weights.state_dict import (
     load_state_strict,
     read_weights,
     timm_checkpoint_filter,

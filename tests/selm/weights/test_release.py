@@ -1,4 +1,4 @@
-"""The authors' releases as checkpoints (selm.official_release), against a fake Google Drive
+"""The authors' releases as checkpoints (selm.weights.release), against a fake Google Drive
 (tests/release_fakes.py): download, check, convert, cache; every failure leaves nothing behind;
 layout detection; a malicious pickle is refused without running."""
 
@@ -10,18 +10,17 @@ import os
 import numpy as np
 import pytest
 import torch
-from release_fakes import cache_files
+from release_fakes import SPOTS, cache_files, published
 from safetensors import safe_open
-from test_convert import SPOTS, published
 
 from selm import predict as predict_cli
-from selm.checkpoint import CheckpointError, read_config, resolve_checkpoint
 from selm.config import get_config
-from selm.convert import ConversionError
-from selm.downloads import sha256_of
 from selm.media.writer import open_writer
-from selm.official_release import REGISTRY, ReleaseError, detect_layout, official_model
-from selm.pretrained import VGGISH_URL
+from selm.weights.cache import sha256_of
+from selm.weights.checkpoint import CheckpointError, read_config, resolve_checkpoint
+from selm.weights.pretrained import VGGISH_URL
+from selm.weights.release import REGISTRY, ReleaseError, detect_layout, official_model
+from selm.weights.release_layout import ConversionError
 
 slow = pytest.mark.slow
 # one conversion by default (the raw-.pth test converts a PVT one); all six: -m slow

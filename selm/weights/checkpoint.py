@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from selm.config import SelMConfig
 from selm.modeling.model import SelM
-from selm.state_dict import (
+from selm.weights.state_dict import (
     CheckpointError,
     atomic_path,
     load_state_strict,
@@ -61,8 +61,8 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extr
 def resolve_checkpoint(dir_or_hub_id: str | os.PathLike) -> Path:
     """A local checkpoint directory, a Hugging Face repo id downloaded to the local cache, or one
     of the authors' releases (`official:s4_pvt`, ..., or a raw `.pth`) converted into selm's
-    cache on first use (selm.official_release)."""
-    from selm.official_release import is_release_spec, resolve_release
+    cache on first use (selm.weights.release)."""
+    from selm.weights.release import is_release_spec, resolve_release
 
     if is_release_spec(dir_or_hub_id):
         return resolve_release(dir_or_hub_id)

@@ -8,9 +8,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from selm import pretrained
+from selm.weights import pretrained
 from selm.modeling.vggish import VGGish
-from selm.pretrained import create_backbone, load_vggish_weights
+from selm.weights.pretrained import create_backbone, load_vggish_weights
 
 # --- weights: local files in any layout timm knows, fast failures offline ---
 
