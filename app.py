@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     from app.state import PredictorPool, ResultStore
     from app.ui import DemoSettings, build_demo
     from app.validation import Limits
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
     from selm.weights.checkpoint import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -33,7 +33,7 @@ from app.rendering import (
     write_overlay,
 )
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
-from selm.audio_source import AudioSource
+from selm.inference.audio_source import AudioSource
 from selm.media.video import MediaError, write_wav
 
 Progress = Callable[[float, str], object]

@@ -1,6 +1,6 @@
 """What the demo shows of a prediction: the per-frame row of maps, area plots, overlay videos.
 
-Built on `selm.render` (overlay, colormaps, token maps, the media writer); this module only
+Built on `selm.render.paint` (overlay, colormaps, token maps, the media writer); this module only
 chooses what goes side by side and at which size. Images are (H, W, 3) uint8 RGB.
 """
 
@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from selm.media.video import fit_side
-from selm.render import (
+from selm.render.paint import (
     colorbar,
     colorize,
     hit_map_image,
@@ -264,7 +264,7 @@ def write_overlay(pred, out_path: str | os.PathLike, threshold: float = 0.5) -> 
 
     The overlay the run drew in its one pass (`pred.overlay`, at `pred.overlay_threshold`) is
     moved here when it fits; otherwise (another threshold, already moved)
-    `selm.render.write_overlay_video` draws it again at the display size.
+    `selm.render.paint.write_overlay_video` draws it again at the display size.
     """
     height, width = pred.frames.shape[1:3]
     made = getattr(pred, "overlay", None)

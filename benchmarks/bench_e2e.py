@@ -85,7 +85,7 @@ def _predict(predictor, clip: Path, overlay: Path, progress=None, **options):
     params = inspect.signature(predictor.predict).parameters
     if "overlay" in params:
         return predictor.predict(str(clip), overlay=overlay, progress=progress, **options)
-    from selm.render import write_overlay_video
+    from selm.render.paint import write_overlay_video
 
     pred = predictor.predict(str(clip), progress=progress)
     write_overlay_video(pred, overlay)
@@ -111,7 +111,7 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
             yield_idle_threads()
         except ImportError:
             pass
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
 
     if case == "startup":
         import selm.predict  # noqa: F401  (what the CLI imports)
@@ -141,7 +141,7 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
     elif case == "overlay":
         import av
 
-        from selm.render import write_overlay_video
+        from selm.render.paint import write_overlay_video
 
         pred = predictor.predict(str(clip))
         begin = time.perf_counter()

@@ -71,7 +71,7 @@ def worker(model: str, seconds: list[int], workdir: Path) -> dict:
     from app import handlers
     from app.validation import Limits
     from selm.build import build_selm
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
     from selm.weights.checkpoint import save_pretrained
 
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ _LAZY = {
     "SelMOutput": "selm.modeling.model",
     "save_pretrained": "selm.weights.checkpoint",
     "load_pretrained": "selm.weights.checkpoint",
-    "Predictor": "selm.predictor",
+    "Predictor": "selm.inference.predictor",
 }
 
 

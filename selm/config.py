@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from selm.official_presets import OFFICIAL_PRESETS
+from selm.presets import PRESETS
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "vggish": ("official", "slim"),
@@ -191,31 +191,11 @@ def _hints(cls: type) -> dict[str, Any]:
     return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    # the paper's ResNet-50 model at 224
-    "selm_r50": dict(backbone="resnet50", input_size=224, mask_upsample_steps=2),
-    # PVT-v2-b5 as released: 448 input, one x2 step in the mask head, 224 output
-    "selm_pvt_b5": dict(
-        backbone="pvt_v2_b5", input_size=448, output_size=224, mask_upsample_steps=1
-    ),
-    # trains from scratch on a CPU; checkpoint < 25 MB
-    "selm_tiny": dict(
-        backbone="pvt_v2_b0",
-        input_size=224,
-        vggish="slim",
-        freeze_vggish=False,
-        dim=64,
-        mask_upsample_steps=2,
-    ),
-}
-_PRESETS.update(OFFICIAL_PRESETS)  # selm_{r50,pvt_b5}_official_{s4,ms3,avss}: the released models
-
-
 def preset_names() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(PRESETS)
 
 
 def get_config(name: str, **overrides: Any) -> SelMConfig:
-    if name not in _PRESETS:
+    if name not in PRESETS:
         raise KeyError(f"unknown SelM preset {name!r}; known: {', '.join(preset_names())}")
-    return SelMConfig.from_dict({**_PRESETS[name], **overrides})
+    return SelMConfig.from_dict({**PRESETS[name], **overrides})

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from selm.official_presets import BACKBONES, SETTINGS, official_preset_name
+from selm.presets import BACKBONES, SETTINGS, official_preset_name
 from selm.weights.checkpoint import save_pretrained
 from selm.weights.pretrained import VGGISH_FILE
 from selm.weights.release_layout import ConversionError, convert_official, read_official

@@ -19,7 +19,7 @@ import yaml
 
 from selm.build import WeightSources
 from selm.config import SelMConfig, coerce, get_config
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 from selm.weights.state_dict import atomic_write
 
 AMP_MODES = ("bf16", "fp16", "off")

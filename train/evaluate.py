@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 from selm.weights.state_dict import atomic_write
 from train.config import AMP_MODES, USER_ERRORS, user_error_message
 

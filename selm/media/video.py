@@ -497,7 +497,7 @@ def read_audio(path: str | os.PathLike, seconds: float | None = None) -> np.ndar
         wave = _read_with_soundfile(path, err, seconds)
     if wave is None or wave.size == 0:
         raise MediaError(f"{path.name} holds no audio samples; give another audio file")
-    from selm.audio_source import checked_waveform  # audio_source imports this module
+    from selm.inference.audio_source import checked_waveform  # audio_source imports this module
 
     return checked_waveform(wave, path.name)
 

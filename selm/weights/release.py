@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm.official_presets import SETTINGS, official_preset_name
+from selm.presets import SETTINGS, official_preset_name
 from selm.weights.cache import (
     DownloadError,
     Progress,

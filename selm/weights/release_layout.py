@@ -29,7 +29,7 @@ from selm.config import SelMConfig, get_config
 from selm.modeling.dam_official import our_key
 from selm.modeling.model import SelM
 from selm.modeling.vggish import VGGish
-from selm.official_presets import SETTINGS, official_preset_name
+from selm.presets import SETTINGS, official_preset_name
 from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL, load_vggish_weights
 from selm.weights.state_dict import (
     CheckpointError,

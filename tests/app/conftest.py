@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from app_process import wait_until_serving
 
 from selm.config import get_config
+from selm.inference.predictor import Predictor
 from selm.media.writer import open_writer
-from selm.predictor import Predictor
 from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parents[2]

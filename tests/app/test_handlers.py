@@ -10,7 +10,7 @@ import soundfile
 from app import handlers
 from app.handlers import AudioRequest
 from app.validation import DemoError, Limits
-from selm.predictor import Predictor
+from selm.inference.predictor import Predictor
 
 LIMITS = Limits(max_seconds=60)
 

@@ -21,8 +21,8 @@ from app.rendering import (
     segmented_fraction,
     write_overlay,
 )
-from selm.predictor import Prediction
-from selm.render import colorbar, colorize, token_legend
+from selm.inference.predictor import Prediction
+from selm.render.paint import colorbar, colorize, token_legend
 
 WIDTH, HEIGHT = 96, 64  # the hand-made predictions' frame size
 
@@ -191,7 +191,7 @@ def test_colour_bar_and_token_legend():
     np.testing.assert_array_equal(strip[0], _inferno(0.0))
     np.testing.assert_array_equal(strip[-1], _inferno(1.0))
     legend = token_legend(3)
-    from selm.render import TOKEN_COLORS
+    from selm.render.paint import TOKEN_COLORS
 
     for k in range(3):
         x, y = 8 + 76 * k, 22

@@ -18,7 +18,7 @@ from app.examples import Example
 from app.state import PredictorPool, ResultStore
 from app.ui import DemoSettings, build_demo
 from app.validation import DemoError, Limits
-from selm.predictor import Predictor
+from selm.inference.predictor import Predictor
 
 RUN_ARGS = dict(
     kind="original",

@@ -37,8 +37,8 @@ def test_the_cli_writes_the_recorded_overlay_masks_and_summary(name, flags, tmp_
 
 
 def test_a_video_of_three_windows_gives_the_recorded_overlay_and_redraw(tmp_path):
-    from selm.predictor import Predictor
-    from selm.render import write_overlay_video
+    from selm.inference.predictor import Predictor
+    from selm.render.paint import write_overlay_video
 
     want = expected("long predict")
     video = long_video(tmp_path / "long.mp4")

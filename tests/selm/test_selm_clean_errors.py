@@ -17,11 +17,11 @@ from torch import nn
 
 from selm import build_selm, load_pretrained, save_pretrained
 from selm import predict as predict_cli
-from selm.audio_source import AudioSource
 from selm.config import SelMConfig
+from selm.inference.audio_source import AudioSource
+from selm.inference.predictor import Predictor, resolve_audio
 from selm.media.video import Clip, MediaError, frame_times, read_audio, write_wav
 from selm.media.writer import open_writer
-from selm.predictor import Predictor, resolve_audio
 from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from selm.weights.state_dict import (
     CheckpointError,

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 
 SPLITS = ("train", "val", "test")
 AVSS_SUBSETS = ("v1s", "v1m", "v2")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 from selm.weights.state_dict import disk_full, remove_stale_temporaries
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from selm.config import SelMConfig
+from selm.inference.predictor import Predictor
 from selm.media import video as media
 from selm.media.video import MediaError, read_audio, read_video
-from selm.predictor import Predictor
 
 
 class Blank(nn.Module):

@@ -8,8 +8,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from selm.weights import pretrained
 from selm.modeling.vggish import VGGish
+from selm.weights import pretrained
 from selm.weights.pretrained import create_backbone, load_vggish_weights
 
 # --- weights: local files in any layout timm knows, fast failures offline ---

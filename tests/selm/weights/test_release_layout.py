@@ -7,7 +7,7 @@ import torch
 from release_fakes import SPOTS, published
 
 from selm.config import get_config
-from selm.official_presets import official_preset_name
+from selm.presets import official_preset_name
 from selm.weights.release_layout import ConversionError, convert_official, describe
 
 NAMES = [(s, b) for s in ("s4", "ms3", "avss") for b in ("r50", "pvt")]

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from selm.audio_source import NAMED, AudioSource, checked_waveform
+from selm.inference.audio_source import NAMED, AudioSource, checked_waveform
+from selm.inference.prediction import STAGES, Prediction, probs_to_masks
 from selm.media.video import (
     DEFAULT_MAX_PIXELS,
     PARTIAL_SECOND_MIN,
@@ -41,7 +42,6 @@ from selm.media.video import (
     read_audio_track,
     white_noise,
 )
-from selm.prediction import STAGES, Prediction, probs_to_masks
 from selm.runtime import release_freed_memory
 from selm.transforms.frames import model_input
 from selm.transforms.log_mel import SAMPLE_RATE, log_mel_examples
@@ -49,7 +49,7 @@ from selm.weights.state_dict import CheckpointError
 
 NOISE_SEED = 0  # audio="noise" is the same noise on every call
 NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
-AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.audio_source)
+AUDIO_CHOICES = NAMED  # the plain strings `audio` may be (see selm.inference.audio_source)
 
 Progress = Callable[[float, str], object]
 
@@ -309,7 +309,7 @@ class Predictor:
                 )
             pred = self._predict_clip(video, audio, _Clock(progress))
             if overlay is not None:
-                from selm.render import write_overlay_video
+                from selm.render.paint import write_overlay_video
 
                 write_overlay_video(pred, overlay, threshold, size=size)
                 pred.overlay, pred.overlay_threshold = Path(overlay), threshold
@@ -357,7 +357,7 @@ class Predictor:
         self, path, audio, clock: _Clock, max_seconds, overlay, threshold, size, caps, keep_side
     ) -> Prediction:
         from selm.media.writer import open_writer
-        from selm.render import paint_frames
+        from selm.render.paint import paint_frames
 
         source = AudioSource.parse(audio)
         window = self.config.num_frames

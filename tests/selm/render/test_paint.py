@@ -7,10 +7,10 @@ import matplotlib
 import numpy as np
 import pytest
 
+from selm.inference.predictor import Prediction
 from selm.media.video import MediaError, frame_times
 from selm.media.writer import open_writer
-from selm.predictor import Prediction
-from selm.render import (
+from selm.render.paint import (
     MASK_COLOR,
     TOKEN_COLORS,
     colorize,

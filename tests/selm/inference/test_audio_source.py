@@ -1,4 +1,4 @@
-"""selm.audio_source: the typed audio choice, its plain forms, and a file named `mute`."""
+"""selm.inference.audio_source: the typed audio choice, its plain forms, and a file named `mute`."""
 
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from selm import predict as predict_cli
-from selm.audio_source import AudioSource
+from selm.inference.audio_source import AudioSource
+from selm.inference.predictor import NOISE_STD, resolve_audio
 from selm.media.video import Clip, MediaError, frame_times, write_wav
-from selm.predictor import NOISE_STD, resolve_audio
 
 SR = 16000
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from selm.media.video import VideoStream, frame_to_rgb
 from selm.media.writer import open_writer
-from selm.palette import label_palette
+from selm.render.palette import label_palette
 from selm.transforms.log_mel import SAMPLE_RATE
 
 MASK_COLOR = (255, 64, 64)  # binary masks

@@ -13,9 +13,9 @@ from torch import nn
 
 from selm import predict as predict_cli
 from selm.config import SelMConfig
+from selm.inference.predictor import Prediction, Predictor
 from selm.media.video import MediaError, frame_times, read_video, write_wav
 from selm.media.writer import open_writer
-from selm.predictor import Prediction, Predictor
 from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
 
 SILENCE = math.log(0.01)  # log-mel of a waveform of zeros
@@ -313,7 +313,7 @@ def test_cli_bad_checkpoint_exits_2(video, tmp_path, capsys):
 
 def test_one_pass_overlay_matches_a_redraw_and_keeps_bounded_state(video, tmp_path):
     """predict(..., overlay=) draws in the pass what write_overlay_video draws again later."""
-    from selm.render import write_overlay_video
+    from selm.render.paint import write_overlay_video
 
     seen = []
     predictor = Predictor(FakeSelM())
@@ -338,7 +338,7 @@ def test_one_pass_overlay_matches_a_redraw_and_keeps_bounded_state(video, tmp_pa
 
 def test_an_in_memory_clip_renders_its_own_frames(tmp_path):
     from selm.media.video import Clip
-    from selm.render import write_overlay_video
+    from selm.render.paint import write_overlay_video
 
     frames = np.zeros((3, H, W, 3), np.uint8)
     frames[:, RECT[0], RECT[1]] = 255
@@ -386,7 +386,7 @@ def test_frames_kept_as_thumbnails_leave_masks_and_overlay_at_the_decoded_size(v
 def test_the_file_pass_gives_freed_memory_back_after_every_window(
     video, tmp_path, monkeypatch, with_overlay
 ):
-    import selm.predictor as predictor_module
+    import selm.inference.predictor as predictor_module
 
     trims = []
     monkeypatch.setattr(predictor_module, "release_freed_memory", lambda: trims.append(1))
@@ -398,9 +398,9 @@ def test_the_file_pass_gives_freed_memory_back_after_every_window(
 
 @pytest.mark.parametrize("num_classes", [1, 3])
 def test_one_mask_and_masks_one_by_one_are_the_masks(video, monkeypatch, num_classes):
-    import selm.prediction
+    import selm.inference.prediction
 
-    monkeypatch.setattr(selm.prediction, "MASK_CHUNK", 3)  # 7 s: chunks of 3, 3 and 1
+    monkeypatch.setattr(selm.inference.prediction, "MASK_CHUNK", 3)  # 7 s: chunks of 3, 3 and 1
     pred = Predictor(FakeSelM(num_classes=num_classes)).predict(video)
     for size in (None, (20, 10)):
         masks = pred.masks(0.5, size)

@@ -1,21 +1,25 @@
-"""Presets that describe the authors' six published SelM models exactly (docs/official.md).
+"""Named models: AVSBench's three settings, the backbones by short name, and the presets
+`selm.config.get_config` builds (field values only; `SelMConfig` checks them).
 
-`selm_r50_official_{s4,ms3,avss}` and `selm_pvt_b5_official_{s4,ms3,avss}`: every value a
-published file implies, with where it comes from. The tensor shapes of the six files
-(`tests/data/official/*.tsv`) fix the input size (the decoder's positional embeddings are added
-without resampling, so their grid sides are input/16, input/8, input/4), the mask-head steps
-(`decoder.proj.vis.*`) and the AVSS head (`decoder.proj.audio_linear`: 71 x 256 outputs); the
-release's code fixes the rest (output 224, audio step on grids >= 14, BCSM residual from the
-normalised input, DAM as released).
+`selm_r50`, `selm_pvt_b5` and `selm_tiny` are ours. `selm_r50_official_{s4,ms3,avss}` and
+`selm_pvt_b5_official_{s4,ms3,avss}` describe the authors' six published models exactly
+(docs/official.md): every value a published file implies, with where it comes from. The tensor
+shapes of the six files (`tests/data/official/*.tsv`) fix the input size (the decoder's
+positional embeddings are added without resampling, so their grid sides are input/16, input/8,
+input/4), the mask-head steps (`decoder.proj.vis.*`) and the AVSS head
+(`decoder.proj.audio_linear`: 71 x 256 outputs); the release's code fixes the rest (output 224,
+audio step on grids >= 14, BCSM residual from the normalised input, DAM as released).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from selm.settings import SETTINGS
-
+# AVSBench's settings: s4 (single source, 5 frames), ms3 (multiple sources, 5 frames), avss
+# (semantic, 10 frames, 71 classes); named once for presets, data, training and the CLIs
+SETTINGS = ("s4", "ms3", "avss")
 BACKBONES = {"r50": "resnet50", "pvt": "pvt_v2_b5"}  # --backbone value -> timm model
+BACKBONE_NAMES = {"r50": "ResNet-50", "pvt": "PVT-v2-b5"}  # what messages and cards call them
 
 _COMMON: dict[str, Any] = dict(
     dam_variant="official",  # the released DAM block (selm.modeling.dam_official)
@@ -72,3 +76,22 @@ def _preset(backbone: str, setting: str) -> dict[str, Any]:
 OFFICIAL_PRESETS: dict[str, dict[str, Any]] = {
     official_preset_name(s, b): _preset(b, s) for b in BACKBONES for s in SETTINGS
 }
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the paper's ResNet-50 model at 224
+    "selm_r50": dict(backbone="resnet50", input_size=224, mask_upsample_steps=2),
+    # PVT-v2-b5 as released: 448 input, one x2 step in the mask head, 224 output
+    "selm_pvt_b5": dict(
+        backbone="pvt_v2_b5", input_size=448, output_size=224, mask_upsample_steps=1
+    ),
+    # trains from scratch on a CPU; checkpoint < 25 MB
+    "selm_tiny": dict(
+        backbone="pvt_v2_b0",
+        input_size=224,
+        vggish="slim",
+        freeze_vggish=False,
+        dim=64,
+        mask_upsample_steps=2,
+    ),
+}
+PRESETS.update(OFFICIAL_PRESETS)  # selm_{r50,pvt_b5}_official_{s4,ms3,avss}: the released models
