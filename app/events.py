@@ -19,7 +19,8 @@ from app.examples import OFFICIAL_PREFIX, CheckpointInfo, checkpoint_info
 from app.rendering import gallery
 from app.state import PredictorPool, ResultStore
 from app.validation import DemoError, scrub_paths
-from selm.weights.state_dict import CheckpointError, DiskFullError
+from selm.files import DiskFullError
+from selm.weights.state_dict import CheckpointError
 
 if TYPE_CHECKING:
     from app.ui import DemoSettings

@@ -19,8 +19,8 @@ import yaml
 
 from selm.build import WeightSources
 from selm.config import SelMConfig, coerce, get_config
+from selm.files import atomic_write
 from selm.presets import SETTINGS
-from selm.weights.state_dict import atomic_write
 
 AMP_MODES = ("bf16", "fp16", "off")
 # what a user's config, data, checkpoint, resume state or disk causes (the messages say what to

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from selm.files import atomic_write
 from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
 from selm.presets import SETTINGS
-from selm.weights.state_dict import atomic_write
 from train.config import AMP_MODES, USER_ERRORS, user_error_message
 
 COUNTERFACTUAL_SETS = ("silent", "noise", "swapped", "offscreen")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selm.files import atomic_path
 from selm.metrics import NEGATIVE_AUDIO
-from selm.weights.state_dict import atomic_path
 from train.synth.scenes import CATEGORIES
 
 # how each category looks in AVS-Synth (train/synth/scenes.py: its shape and base colour)

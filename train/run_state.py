@@ -20,11 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selm.weights.state_dict import (
-    atomic_path,
-    atomic_write,
-    disk_full,
-)  # the one temp-then-rename writer
+from selm.files import atomic_path, atomic_write, disk_full  # the one temp-then-rename writer
 
 STATE_FORMAT = 1
 

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import torch
 
+from selm.files import atomic_path
 from selm.transforms.log_mel import SAMPLE_RATE, BlockResampler, to_mono_16k
-from selm.weights.state_dict import atomic_path
 
 # frame i is taken at i + 14/16 s: the 15th of 16 sub-samples of second i (AVSBench)
 FRAME_OFFSET = Fraction(14, 16)

@@ -15,7 +15,7 @@ import av
 import cv2
 import numpy as np
 
-from selm.weights.state_dict import atomic_path
+from selm.files import atomic_path
 
 # x264's settings for overlay videos: `ultrafast` encodes a 640 x 360 frame ~2.7x faster than
 # `veryfast` (benchmarks/README.md) for ~2x the bytes; crf 23 is x264's own default quality

@@ -15,13 +15,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from selm.config import SelMConfig
+from selm.files import atomic_path, remove_stale_temporaries
 from selm.modeling.model import SelM
-from selm.weights.state_dict import (
-    CheckpointError,
-    atomic_path,
-    load_state_strict,
-    remove_stale_temporaries,
-)
+from selm.weights.state_dict import CheckpointError, load_state_strict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selm.config import SelMConfig
-from selm.weights.state_dict import atomic_path
+from selm.files import atomic_path
 
 CARD_NAME = "README.md"
 _SETTINGS = {

@@ -18,18 +18,13 @@ from torch import nn
 from selm import build_selm, load_pretrained, save_pretrained
 from selm import predict as predict_cli
 from selm.config import SelMConfig
+from selm.files import DiskFullError, atomic_path, is_temporary, remove_stale_temporaries
 from selm.inference.audio_source import AudioSource
 from selm.inference.predictor import Predictor, resolve_audio
 from selm.media.video import Clip, MediaError, frame_times, read_audio, write_wav
 from selm.media.writer import open_writer
 from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from selm.weights.state_dict import (
-    CheckpointError,
-    DiskFullError,
-    atomic_path,
-    is_temporary,
-    remove_stale_temporaries,
-)
+from selm.weights.state_dict import CheckpointError
 
 SMALL = dict(input_size=64, num_frames=2)
 
@@ -152,9 +147,7 @@ def test_write_wav_on_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(soundfile, "write", system_error)
     with pytest.raises(soundfile.LibsndfileError):  # space left: not called a full disk
         write_wav(target, np.ones(1600, np.float32))
-    monkeypatch.setattr(
-        "selm.weights.state_dict.shutil.disk_usage", lambda p: SimpleNamespace(free=0)
-    )
+    monkeypatch.setattr("selm.files.shutil.disk_usage", lambda p: SimpleNamespace(free=0))
     with pytest.raises(DiskFullError, match="no space left on"):
         write_wav(target, np.ones(1600, np.float32))
     assert target.read_bytes() == before and os.listdir(tmp_path) == ["heard.wav"]

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from selm.files import atomic_write
 from selm.transforms.frames import normalize
 from selm.transforms.log_mel import fit_examples, log_mel_examples
-from selm.weights.state_dict import atomic_write
 from train.data import augment as aug
 from train.data.files import (
     load_log_mel,

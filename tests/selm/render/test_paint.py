@@ -7,6 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 
+from selm.files import DiskFullError
 from selm.inference.predictor import Prediction
 from selm.media.video import MediaError, frame_times
 from selm.media.writer import open_writer
@@ -20,7 +21,6 @@ from selm.render.paint import (
     panel,
     write_overlay_video,
 )
-from selm.weights.state_dict import DiskFullError
 
 
 def test_overlay_binary_by_hand():
