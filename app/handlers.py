@@ -34,7 +34,8 @@ from app.rendering import (
 )
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
 from selm.inference.audio_source import AudioSource
-from selm.media.video import MediaError, write_wav
+from selm.media.audio import write_wav
+from selm.media.container import MediaError
 
 Progress = Callable[[float, str], object]
 

@@ -28,7 +28,8 @@ from tqdm import tqdm  # noqa: E402
 from selm.files import atomic_path  # noqa: E402
 from selm.inference.audio_source import AudioSource  # noqa: E402
 from selm.inference.predictor import Prediction, Predictor, check_inputs  # noqa: E402
-from selm.media.video import MediaError, MediaWarning, VideoStream  # noqa: E402
+from selm.media.container import MediaError, MediaWarning  # noqa: E402
+from selm.media.video import VideoStream  # noqa: E402
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 
-from selm.media.video import MediaError
+from selm.media.audio import checked_waveform
 
 AudioKind = Literal["original", "mute", "noise", "file", "waveform"]
 KINDS: tuple[str, ...] = ("original", "mute", "noise", "file", "waveform")
@@ -104,29 +103,6 @@ class AudioSource:
         if self.kind == "waveform":
             return f"AudioSource.waveform(<{len(self.samples)} samples>)"
         return f"AudioSource.{self.kind}()"
-
-
-def checked_waveform(samples, what: str = "the audio waveform") -> np.ndarray:
-    """(S,) numbers, finite, non-empty -> float32 (S,) (no copy when it already is); MediaError
-    naming `what` otherwise. Every waveform the model may hear passes here: arrays given to the
-    API, decoded files (`selm.media.video.read_audio`) and a video's own track."""
-    if isinstance(samples, torch.Tensor):
-        wave = samples.detach().cpu().numpy()
-    else:
-        wave = np.asarray(samples)
-    if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.number) or wave.size == 0:
-        raise MediaError(
-            f"{what} must be a non-empty (S,) array at 16 kHz, got shape {wave.shape} {wave.dtype}"
-        )
-    finite = np.isfinite(wave)
-    if not finite.all():
-        bad = int(wave.size - np.count_nonzero(finite))
-        raise MediaError(
-            f"{what} holds {bad} NaN or infinite sample(s) of {wave.size}; the model cannot hear "
-            "it: give another audio file, or re-encode this one as 16-bit PCM "
-            "(e.g. `ffmpeg -i in.wav -c:a pcm_s16le out.wav`, after fixing the broken samples)"
-        )
-    return wave.astype(np.float32, copy=False)
 
 
 def _checked_waveform(samples) -> np.ndarray:

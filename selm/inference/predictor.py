@@ -22,25 +22,25 @@ import cv2
 import numpy as np
 import torch
 
-from selm.inference.audio_source import NAMED, AudioSource, checked_waveform
+from selm.inference.audio_source import NAMED, AudioSource
 from selm.inference.prediction import STAGES, Prediction, probs_to_masks
-from selm.media.video import (
-    DEFAULT_MAX_PIXELS,
+from selm.media.audio import checked_waveform, read_audio, read_audio_track, white_noise
+from selm.media.container import (
     PARTIAL_SECOND_MIN,
-    Clip,
-    FrameSampler,
     MediaError,
     MediaWarning,
-    VideoStream,
     declared_seconds,
+    over_limit,
+)
+from selm.media.video import (
+    DEFAULT_MAX_PIXELS,
+    Clip,
+    FrameSampler,
+    VideoStream,
     displayed_size,
     fit_side,
     frame_times,
     frame_to_rgb,
-    over_limit,
-    read_audio,
-    read_audio_track,
-    white_noise,
 )
 from selm.runtime import release_freed_memory
 from selm.transforms.frames import model_input

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 
 from app.validation import DemoError, Limits, check_audio_file, probe_video
-from selm.media.video import PARTIAL_SECOND_MIN, MediaError, over_limit, read_video
+from selm.media.container import PARTIAL_SECOND_MIN, MediaError, over_limit
+from selm.media.video import read_video
 
 
 def test_probe_reads_the_headers(media_dir, kit):

@@ -21,7 +21,9 @@ from selm.config import SelMConfig
 from selm.files import DiskFullError, atomic_path, is_temporary, remove_stale_temporaries
 from selm.inference.audio_source import AudioSource
 from selm.inference.predictor import Predictor, resolve_audio
-from selm.media.video import Clip, MediaError, frame_times, read_audio, write_wav
+from selm.media.audio import read_audio, write_wav
+from selm.media.container import MediaError
+from selm.media.video import Clip, frame_times
 from selm.media.writer import open_writer
 from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from selm.weights.state_dict import CheckpointError

@@ -14,7 +14,9 @@ from torch import nn
 from selm import predict as predict_cli
 from selm.config import SelMConfig
 from selm.inference.predictor import Prediction, Predictor
-from selm.media.video import MediaError, frame_times, read_video, write_wav
+from selm.media.audio import write_wav
+from selm.media.container import MediaError
+from selm.media.video import frame_times, read_video
 from selm.media.writer import open_writer
 from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
 

@@ -9,7 +9,8 @@ import pytest
 
 from selm.files import DiskFullError
 from selm.inference.predictor import Prediction
-from selm.media.video import MediaError, frame_times
+from selm.media.container import MediaError
+from selm.media.video import frame_times
 from selm.media.writer import open_writer
 from selm.render.paint import (
     MASK_COLOR,

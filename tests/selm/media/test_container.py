@@ -1,7 +1,7 @@
-"""Issue 11's media items: long audio tracks, a pixel cap, truncated files, variable frame rates.
-
-Media are generated here with PyAV; every test fails on the code before the fix.
-"""
+"""What a media file declares against what it holds and against the limits: a long audio track
+under a short video refused before decoding, a long replacement audio decoded only as far as the
+clip, frames capped while decoding, truncated files reported, variable frame rates kept. Media
+are generated here with PyAV."""
 
 import tracemalloc
 import warnings
@@ -16,8 +16,9 @@ from torch import nn
 
 from selm.config import SelMConfig
 from selm.inference.predictor import Predictor
-from selm.media import video as media
-from selm.media.video import MediaError, read_audio, read_video
+from selm.media.audio import read_audio
+from selm.media.container import MediaError, MediaWarning
+from selm.media.video import DEFAULT_MAX_PIXELS, read_video
 
 
 class Blank(nn.Module):
@@ -106,7 +107,7 @@ def test_a_long_replacement_audio_is_decoded_only_as_far_as_the_clip(tmp_path):
 def test_frames_are_capped_at_decode_time(tmp_path):
     path = write_media(tmp_path / "big.mp4", times=[0, 0.5, 1.0, 1.5], size=(2560, 1440))
     clip = read_video(path)
-    assert clip.frames.shape[1] * clip.frames.shape[2] <= media.DEFAULT_MAX_PIXELS
+    assert clip.frames.shape[1] * clip.frames.shape[2] <= DEFAULT_MAX_PIXELS
     assert (clip.width, clip.height) == (1280, 720)
     assert read_video(path, max_pixels=None).frames.shape[1:3] == (1440, 2560)
     pred = Predictor(Blank()).predict(path, audio="mute", overlay=tmp_path / "o.mp4")
@@ -125,15 +126,15 @@ def test_a_truncated_mp4_says_what_was_decoded_against_what_it_declares(tmp_path
             out.write_frame(image)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 5])
-    with pytest.warns(media.MediaWarning, match=r"only \d\.\d\d s of video.*declares 5\.00 s"):
+    with pytest.warns(MediaWarning, match=r"only \d\.\d\d s of video.*declares 5\.00 s"):
         clip = read_video(cut)
     assert clip.duration < 4.0 and clip.notes
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", media.MediaWarning)
+        warnings.simplefilter("ignore", MediaWarning)
         pred = Predictor(Blank()).predict(cut, audio="mute")
     assert len(pred.notes) == 1 and "declares 5.00 s" in pred.notes[0]
     with warnings.catch_warnings():
-        warnings.simplefilter("error", media.MediaWarning)
+        warnings.simplefilter("error", MediaWarning)
         assert read_video(path).notes == []  # the complete file: no note
 
 
