@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from app import handlers, official
-from app.examples import OFFICIAL_PREFIX, CheckpointInfo, checkpoint_info
+from app.examples import CheckpointInfo, checkpoint_info
 from app.rendering import gallery
 from app.state import PredictorPool, ResultStore
 from app.validation import DemoError, scrub_paths
 from selm.files import DiskFullError
+from selm.weights.release import OFFICIAL_PREFIX
 from selm.weights.state_dict import CheckpointError
 
 if TYPE_CHECKING:

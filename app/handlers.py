@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from app.examples import OFFICIAL_PREFIX
 from app.rendering import (
     area_plot,
     area_table,
@@ -36,6 +35,7 @@ from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe
 from selm.inference.audio_source import AudioSource
 from selm.media.audio import write_wav
 from selm.media.container import MediaError
+from selm.weights.release import OFFICIAL_PREFIX
 
 Progress = Callable[[float, str], object]
 

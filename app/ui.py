@@ -37,10 +37,11 @@ from app.events import (
     run_outputs,
     show_audio_inputs,
 )
-from app.examples import OFFICIAL_PREFIX, CheckpointInfo, Example, checkpoint_info
+from app.examples import CheckpointInfo, Example, checkpoint_info
 from app.rendering import LEVEL_NAMES, MAPS_LABEL
 from app.state import PredictorPool, ResultStore
 from app.validation import Limits
+from selm.weights.release import OFFICIAL_PREFIX
 
 log = logging.getLogger("selm.demo")
 CACHE_AGE = (1800, 3600)  # every 30 min, delete output files older than an hour

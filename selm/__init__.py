@@ -26,7 +26,7 @@ _LAZY = {
     "SelM": "selm.modeling.model",
     "SelMOutput": "selm.modeling.model",
     "save_pretrained": "selm.weights.checkpoint",
-    "load_pretrained": "selm.weights.checkpoint",
+    "load_pretrained": "selm.weights.resolve",
     "Predictor": "selm.inference.predictor",
 }
 

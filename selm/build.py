@@ -1,7 +1,7 @@
 """The builder: construct a SelM (no I/O), then load the weight sources it is given.
 
 Modules never read files (`selm.modeling`); weights reach a model only here, or from a checkpoint
-(`selm.weights.checkpoint.load_pretrained`), so a saved `config.json` never names a weight file.
+(`selm.weights.resolve.load_pretrained`), so a saved `config.json` never names a weight file.
 """
 
 from __future__ import annotations

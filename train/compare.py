@@ -64,7 +64,7 @@ def clip_stats(
     """Per-clip numbers of one checkpoint: for the real audio and the swapped set, each clip's
     mean per-frame J; for every set, each clip's false-positive and negative pixel counts.
     Counterfactual sets are read from ROOT/counterfactual/<kind>/ (missing ones are skipped)."""
-    from selm.weights.checkpoint import load_pretrained
+    from selm.weights.resolve import load_pretrained
     from train.distributed import resolve_device
     from train.evaluate import binary_view, build_eval_dataset, predict_logits
 

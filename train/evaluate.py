@@ -219,7 +219,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """The full report for one checkpoint on one data root (see the module docstring).
     `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL)."""
-    from selm.weights.checkpoint import load_pretrained
+    from selm.weights.resolve import load_pretrained
     from train.distributed import resolve_device
 
     dev = resolve_device(device)

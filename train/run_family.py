@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from selm.weights.checkpoint import CARD_NAME, EVALUATION_NAME
 from train.config import load_config
 from train.run_shipped import finished
 
@@ -427,10 +428,10 @@ def ship(
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         row = evaluation_row(result, name)
-        _write_text(tmp / "evaluation.json", json.dumps(row, indent=1) + "\n")
+        _write_text(tmp / EVALUATION_NAME, json.dumps(row, indent=1) + "\n")
         diff = config_difference(by_name[name], by_name[DEFAULT])
         _write_text(
-            tmp / "README.md",
+            tmp / CARD_NAME,
             model_card(name, row, diff, record, timings.get(f"{name}/seed0", {}), _cell),
         )
         shutil.rmtree(folder, ignore_errors=True)
@@ -559,10 +560,7 @@ def model_card(name, row, diff, record, timing, cell) -> str:
             + ".",
             "",
         ]
-    body.append(
-        "The same row, machine-readable: `evaluation.json` "
-        "(`selm.weights.checkpoint.read_evaluation`)."
-    )
+    body.append("The same row, machine-readable: `evaluation.json`.")
     return "\n".join(front + [""] + body) + "\n"
 
 

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from selm.build import WeightSources, build_selm
 from selm.files import remove_stale_temporaries
 from selm.losses import selm_loss
-from selm.weights.checkpoint import load_pretrained, save_pretrained
+from selm.weights.checkpoint import save_pretrained
+from selm.weights.resolve import load_pretrained
 from train.config import TrainConfig, save_config
 from train.data import build_dataset, write_vggish_cache
 from train.data.datasets import vggish_cache_path

@@ -238,7 +238,7 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, device: str = "cpu") -> Predictor:
         """Load a checkpoint folder (config.json + model.safetensors) or a Hub repo id."""
-        from selm.weights.checkpoint import load_pretrained
+        from selm.weights.resolve import load_pretrained
 
         return cls(load_pretrained(path_or_repo, map_location="cpu"), device=device)
 

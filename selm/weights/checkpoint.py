@@ -21,12 +21,15 @@ from selm.weights.state_dict import CheckpointError, load_state_strict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# what else a checkpoint folder may hold: its evaluation row (`python -m train.run_family --ship`)
+# and its model card (Hugging Face front matter)
+EVALUATION_NAME = "evaluation.json"
+CARD_NAME = "README.md"
 # keys of a config.json written before weight sources left SelMConfig (always scrubbed there)
 _LEGACY_WEIGHT_KEYS = ("backbone_pretrained", "backbone_weights", "vggish_weights")
-# the SelMConfig fields `load_pretrained(**overrides)` may change: how the saved weights run at
-# test time, not what they compute or which inputs (num_frames, sizes, padding) they were trained on
-# fields that change how trained weights are run, not what they are (release_batch_gates: the
-# release's BCSM batch order, for `train.evaluate --release-protocol`)
+# the SelMConfig fields `load_checkpoint(**overrides)` may change: how trained weights run at test
+# time, not what they compute or which inputs (num_frames, sizes, padding) they were trained on
+# (release_batch_gates: the release's BCSM batch order, for `train.evaluate --release-protocol`)
 RUNTIME_FIELDS = (
     "gumbel_at_eval",
     "release_batch_gates",
@@ -34,6 +37,11 @@ RUNTIME_FIELDS = (
     "freeze_vggish",
     "freeze_backbone",
 )
+
+
+def is_checkpoint(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a checkpoint's config and weights."""
+    return all((Path(folder) / name).is_file() for name in (CONFIG_NAME, WEIGHTS_NAME))
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extra_config) -> Path:
@@ -54,40 +62,9 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, **extr
     return directory
 
 
-def resolve_checkpoint(dir_or_hub_id: str | os.PathLike) -> Path:
-    """A local checkpoint directory, a Hugging Face repo id downloaded to the local cache, or one
-    of the authors' releases (`official:s4_pvt`, ..., or a raw `.pth`) converted into selm's
-    cache on first use (selm.weights.release)."""
-    from selm.weights.release import is_release_spec, resolve_release
-
-    if is_release_spec(dir_or_hub_id):
-        return resolve_release(dir_or_hub_id)
-    path = Path(dir_or_hub_id).expanduser()
-    if path.is_dir():
-        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
-        if missing:
-            raise CheckpointError(
-                f"{path} is not a SelM checkpoint directory: {', '.join(missing)} missing "
-                f"(a checkpoint holds {CONFIG_NAME} and {WEIGHTS_NAME}; `python -m selm.convert` "
-                "makes one from the authors' .pth files)"
-            )
-        return path
-    text = str(dir_or_hub_id)
-    if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
-        raise CheckpointError(f"{text}: no such checkpoint directory (nor a Hugging Face repo id)")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
-    except Exception as err:  # offline, unknown repo, no access: say which and how to proceed
-        raise CheckpointError(
-            f"could not fetch the checkpoint {text!r} from the Hugging Face Hub "
-            f"({type(err).__name__}: {err}). Offline, download it elsewhere and pass its "
-            "directory instead."
-        ) from err
-
-
 def read_config(directory: str | os.PathLike) -> SelMConfig:
+    """The SelMConfig a checkpoint folder's config.json holds (CheckpointError when it holds
+    none)."""
     path = Path(directory) / CONFIG_NAME
     try:
         payload = json.loads(path.read_text())
@@ -100,6 +77,7 @@ def read_config(directory: str | os.PathLike) -> SelMConfig:
 
 
 def load_state(directory: str | os.PathLike, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """A checkpoint folder's weights, read without unpickling anything."""
     path = Path(directory) / WEIGHTS_NAME
     try:
         return load_file(str(path), device=str(map_location))
@@ -122,10 +100,11 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
         )
 
 
-def load_pretrained(dir_or_hub_id: str | os.PathLike, map_location: str = "cpu", **overrides):
-    """Rebuild a SelM from `config.json` (+ `overrides` of RUNTIME_FIELDS, e.g. gumbel_at_eval)
-    and load strictly; weights with NaN or infinite values are refused (CheckpointError)."""
-    directory = resolve_checkpoint(dir_or_hub_id)
+def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu", **overrides):
+    """Rebuild a SelM from a checkpoint folder's `config.json` (+ `overrides` of RUNTIME_FIELDS,
+    e.g. gumbel_at_eval) and load its weights strictly; weights with NaN or infinite values are
+    refused (CheckpointError). A spec (Hub id, official:NAME, .pth): `selm.weights.resolve`."""
+    directory = Path(directory)
     config = read_config(directory)
     fixed = sorted(
         k for k, v in overrides.items() if k not in RUNTIME_FIELDS and getattr(config, k, v) != v
@@ -144,52 +123,3 @@ def load_pretrained(dir_or_hub_id: str | os.PathLike, map_location: str = "cpu",
     check_finite(state, str(directory / WEIGHTS_NAME))
     load_state_strict(model, state, str(directory))
     return model.to(map_location).eval()
-
-
-EVALUATION_NAME = "evaluation.json"
-
-
-def read_evaluation(directory: str | os.PathLike) -> dict | None:
-    """A checkpoint folder's evaluation row (`evaluation.json`, written by
-    `python -m train.run_family --ship`): {"model", "summary": {metric: {"mean", "low",
-    "high"}}, "paired_vs_reference": {...}, ...}; None when the folder has none."""
-    path = Path(directory) / EVALUATION_NAME
-    if not path.is_file():
-        return None
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable evaluation row ({err})") from err
-    summary = row.get("summary") if isinstance(row, dict) else None
-    if not isinstance(summary, dict) or not all(
-        isinstance(v, dict) and "mean" in v for v in summary.values()
-    ):
-        raise CheckpointError(
-            f"{path}: expected {{'summary': {{metric: {{'mean', 'low', 'high'}}}}}}; rewrite it "
-            "with python -m train.run_family --ship"
-        )
-    return row
-
-
-def format_evaluation(row: dict | None) -> str:
-    """One line for the demo beside a checkpoint's masks, e.g. 'M_J 0.41 [0.38, 0.44] · FPR
-    silent 0.02 [...] · ... · illusion 0.55 [...]'; '' without a row."""
-    if not row:
-        return ""
-    labels = (
-        ("m_j", "M_J"),
-        ("fpr_silent", "FPR silent"),
-        ("fpr_noise", "FPR noise"),
-        ("fpr_offscreen", "FPR off-screen"),
-        ("illusion_score", "illusion"),
-    )
-    parts = []
-    for key, label in labels:
-        v = row["summary"].get(key)
-        if v is None:
-            continue
-        low, high = v.get("low"), v.get("high")
-        ci = "" if low is None or low != low else f" [{low:.2f}, {high:.2f}]"
-        parts.append(f"{label} {v['mean']:.2f}{ci}")
-    seeds = row.get("num_seeds")
-    return " · ".join(parts) + (f" (mean [95% CI] over {seeds} seeds)" if seeds else "")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from selm.config import SelMConfig
 from selm.files import atomic_path
+from selm.weights.checkpoint import CARD_NAME
 
-CARD_NAME = "README.md"
 _SETTINGS = {
     "s4": ("AVSBench-S4 (single sound source)", "M_J", "M_F"),
     "ms3": ("AVSBench-MS3 (multiple sound sources)", "M_J", "M_F"),

@@ -31,10 +31,10 @@ from selm.weights.cache import (
     fetch,
     sha256_of,
 )
-from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, save_pretrained
+from selm.weights.checkpoint import CheckpointError, is_checkpoint, save_pretrained
 from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL
 
-PREFIX = "official:"
+OFFICIAL_PREFIX = "official:"  # official:NAME names one of the six (REGISTRY)
 VGGISH_SHA256_PREFIX = "10086976"  # torch hub convention: the file is named by its sha256 prefix
 BACKBONE_NAMES = {"r50": "ResNet-50", "pvt": "PVT-v2-b5"}
 _LABEL_BACKBONES = {"r50": "R50", "pvt": "PVTv2"}
@@ -57,7 +57,7 @@ class OfficialModel:
 
     @property
     def spec(self) -> str:
-        return PREFIX + self.name
+        return OFFICIAL_PREFIX + self.name
 
     @property
     def label(self) -> str:
@@ -109,11 +109,11 @@ class ReleaseError(CheckpointError):
 
 def is_release_spec(spec: str | os.PathLike) -> bool:
     text = str(spec)
-    return text.startswith(PREFIX) or text.lower().endswith(".pth")
+    return text.startswith(OFFICIAL_PREFIX) or text.lower().endswith(".pth")
 
 
 def official_model(spec: str) -> OfficialModel:
-    name = spec.removeprefix(PREFIX)
+    name = spec.removeprefix(OFFICIAL_PREFIX)
     if name not in REGISTRY:
         known = ", ".join(m.spec for m in REGISTRY.values())
         raise ReleaseError(f"{spec!r} is not one of the authors' published models: {known}")
@@ -124,17 +124,13 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _complete(folder: Path) -> bool:
-    return all((folder / n).is_file() for n in (CONFIG_NAME, WEIGHTS_NAME))
-
-
 def resolve_release(
     spec: str | os.PathLike, *, progress: Progress | None = None, say: Callable = _say
 ) -> Path:
     """The converted checkpoint folder for an `official:NAME` spec or a raw `.pth` path,
     downloading and converting on first use."""
     text = str(spec)
-    if text.startswith(PREFIX):
+    if text.startswith(OFFICIAL_PREFIX):
         return resolve_official(official_model(text), progress=progress, say=say)
     return resolve_pth(Path(text).expanduser(), progress=progress, say=say)
 
@@ -142,7 +138,7 @@ def resolve_release(
 def resolve_official(
     model: OfficialModel, *, progress: Progress | None = None, say: Callable = _say
 ) -> Path:
-    if _complete(model.folder):
+    if is_checkpoint(model.folder):
         return model.folder
     from selm.weights.release_layout import ConversionError, read_official
 
@@ -268,7 +264,7 @@ def resolve_pth(path: Path, *, progress: Progress | None = None, say: Callable =
         raise ReleaseError(f"{path}: no such file (a published SelM .pth)")
     digest = sha256_of(path)
     folder = checkpoints_dir() / f"pth-{digest[:16]}"
-    if _complete(folder):
+    if is_checkpoint(folder):
         return folder
     try:
         state = read_official(path)
@@ -343,12 +339,12 @@ def _convert_into(
     try:
         save_pretrained(conversion.model, scratch, converted_from=source)
         write_model_card(scratch, source=source, config=conversion.model.config)
-        if folder.exists() and not _complete(folder):
+        if folder.exists() and not is_checkpoint(folder):
             shutil.rmtree(folder)  # left by an older, interrupted run
         try:
             os.replace(scratch, folder)
         except OSError:  # another process finished the same conversion first
-            if not _complete(folder):
+            if not is_checkpoint(folder):
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

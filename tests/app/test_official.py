@@ -12,9 +12,9 @@ from app.official import official_checkpoints, prepare_checkpoint, with_official
 from app.state import PredictorPool, ResultStore
 from app.ui import DemoSettings, build_demo
 from selm.inference.predictor import Predictor
-from selm.weights.checkpoint import resolve_checkpoint
 from selm.weights.pretrained import VGGISH_URL
 from selm.weights.release import REGISTRY
+from selm.weights.resolve import resolve_checkpoint
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from safetensors import safe_open
 from selm.config import get_config
 from selm.convert import main
 from selm.modeling.vggish import VGGish
-from selm.weights.checkpoint import load_pretrained, read_config
+from selm.weights.checkpoint import read_config
 from selm.weights.release_layout import convert_official
+from selm.weights.resolve import load_pretrained
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from selm.build import build_selm
 from selm.config import get_config
 from selm.metrics import IllusionMeter, illusion_score
-from selm.weights.checkpoint import load_pretrained, save_pretrained
+from selm.weights.checkpoint import save_pretrained
+from selm.weights.resolve import load_pretrained
 from train.evaluate import binary_view, build_eval_dataset, evaluate_checkpoint, predict_logits
 from train.evaluate import main as evaluate_main
 from train.run_family import (

@@ -217,17 +217,17 @@ def test_batches_without_the_contract_keys_are_rejected():
 def test_release_protocol_loads_the_model_with_both_release_switches(
     synth_root, tmp_path, monkeypatch
 ):
-    import selm.weights.checkpoint
+    import selm.weights.resolve
 
     torch.manual_seed(0)
     ckpt = save_pretrained(build_selm("selm_tiny", input_size=64, dim=32, bcsm_depth=1), tmp_path)
-    real, loaded = selm.weights.checkpoint.load_pretrained, []
+    real, loaded = selm.weights.resolve.load_pretrained, []
 
     def recording(*args, **kwargs):
         loaded.append(real(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr(selm.weights.checkpoint, "load_pretrained", recording)
+    monkeypatch.setattr(selm.weights.resolve, "load_pretrained", recording)
     torch.manual_seed(5)
     report = evaluate_checkpoint(
         str(ckpt), synth_root, "s4", counterfactual=False, release_protocol=True

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from selm.losses import selm_loss
-from selm.weights.checkpoint import load_pretrained
+from selm.weights.resolve import load_pretrained
 from train.__main__ import main as train_main
 from train.config import config_from_dict
 from train.run_state import load_state

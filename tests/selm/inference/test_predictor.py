@@ -189,22 +189,20 @@ def test_clip_input_and_user_errors(video, silent_video):
 
 def test_from_pretrained_uses_the_checkpoint_loader(monkeypatch):
     calls = []
-    fake = types.ModuleType("selm.weights.checkpoint")
+    fake = types.ModuleType("selm.weights.resolve")
     fake.load_pretrained = lambda path, map_location="cpu": (
         calls.append((path, map_location)) or FakeSelM()
     )
-    monkeypatch.setitem(sys.modules, "selm.weights.checkpoint", fake)
+    monkeypatch.setitem(sys.modules, "selm.weights.resolve", fake)
     predictor = Predictor.from_pretrained("ckpt/dir", device="cpu")
     assert calls == [("ckpt/dir", "cpu")] and isinstance(predictor.model, FakeSelM)
     assert not predictor.model.training
 
 
 def test_real_selm_tiny_and_the_cli_on_its_checkpoint(silent_video, tmp_path):
-    try:
-        from selm.build import build_selm
-        from selm.weights.checkpoint import save_pretrained
-    except ImportError as err:
-        pytest.skip(f"selm.modeling.model / selm.weights.checkpoint not importable yet: {err}")
+    from selm.build import build_selm
+    from selm.weights.checkpoint import save_pretrained
+
     model = build_selm("selm_tiny", input_size=64)
     pred = Predictor(model).predict(silent_video, audio="noise")  # 3 s: one padded window
     assert pred.probs.shape == (3, 1, 64, 64)  # the model's output grid
@@ -296,10 +294,6 @@ def test_cli_bad_input_exits_2_with_a_message(
 
 
 def test_cli_bad_checkpoint_exits_2(video, tmp_path, capsys):
-    try:
-        import selm.weights.checkpoint  # noqa: F401
-    except ImportError as err:
-        pytest.skip(f"selm.weights.checkpoint is not importable: {err}")
     with pytest.raises(SystemExit) as exit_info:
         predict_cli.main(
             [

@@ -111,31 +111,3 @@ def test_shipped_checkpoints_load_unchanged(name):
         logits = model(frames, audio).logits.double()
     got = (logits.mean().item(), logits.std().item(), logits[0, 2, 0, 10, 20].item())
     assert got == pytest.approx(REFERENCE_LOGITS[name], abs=2e-5)
-
-
-# --- evaluation rows beside checkpoints (issue 10) ---
-def test_read_evaluation_and_its_demo_line(tmp_path):
-    import json
-
-    from selm.weights.checkpoint import CheckpointError, format_evaluation, read_evaluation
-
-    assert read_evaluation(tmp_path) is None and format_evaluation(None) == ""
-    row = {
-        "model": "no_bcsm",
-        "num_seeds": 3,
-        "summary": {
-            "m_j": {"mean": 0.4123, "low": 0.38, "high": 0.445},
-            "fpr_silent": {"mean": 0.02, "low": 0.01, "high": 0.03},
-            "illusion_score": {"mean": 0.5, "low": float("nan"), "high": float("nan")},
-        },
-    }
-    (tmp_path / "evaluation.json").write_text(json.dumps(row))
-    got = read_evaluation(tmp_path)
-    assert got["summary"]["m_j"]["mean"] == 0.4123
-    assert format_evaluation(got) == (
-        "M_J 0.41 [0.38, 0.45] · FPR silent 0.02 [0.01, 0.03] · illusion 0.50 "
-        "(mean [95% CI] over 3 seeds)"
-    )
-    (tmp_path / "evaluation.json").write_text(json.dumps({"summary": {"m_j": 0.4}}))
-    with pytest.raises(CheckpointError, match="expected"):
-        read_evaluation(tmp_path)

@@ -17,10 +17,11 @@ from selm import predict as predict_cli
 from selm.config import get_config
 from selm.media.writer import open_writer
 from selm.weights.cache import sha256_of
-from selm.weights.checkpoint import CheckpointError, read_config, resolve_checkpoint
+from selm.weights.checkpoint import CheckpointError, read_config
 from selm.weights.pretrained import VGGISH_URL
 from selm.weights.release import REGISTRY, ReleaseError, detect_layout, official_model
 from selm.weights.release_layout import ConversionError
+from selm.weights.resolve import resolve_checkpoint
 
 slow = pytest.mark.slow
 # one conversion by default (the raw-.pth test converts a PVT one); all six: -m slow
