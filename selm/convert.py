@@ -19,7 +19,12 @@ from pathlib import Path
 from selm.presets import BACKBONES, SETTINGS, official_preset_name
 from selm.weights.checkpoint import save_pretrained
 from selm.weights.pretrained import VGGISH_FILE
-from selm.weights.release_layout import ConversionError, convert_official, read_official
+from selm.weights.release_layout import (
+    ConversionError,
+    convert_official,
+    detect_layout,
+    read_official,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        state = read_official(args.checkpoint)
+        setting, backbone = detect_layout(state, args.setting, args.backbone)
         conversion = convert_official(
-            read_official(args.checkpoint),
-            setting=args.setting,
-            backbone=args.backbone,
+            state,
+            setting=setting,
+            backbone=backbone,
             vggish_weights=args.vggish_weights,
             embeddings_only=args.embeddings_only,
         )

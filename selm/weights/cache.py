@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 Progress = Callable[[float, str], object]  # (fraction in [0, 1], message)
 
@@ -90,10 +92,14 @@ def check_torch_file(
 
 
 def reachable(url: str) -> bool:
-    """A TCP connect within a few seconds (a download's own timeouts take far longer)."""
-    from selm.weights.pretrained import _reachable
-
-    return _reachable(url)
+    """A TCP connect within a few seconds: a download's own timeouts and retries take minutes."""
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def fetch(

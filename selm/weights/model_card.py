@@ -11,6 +11,7 @@ from pathlib import Path
 
 from selm.config import SelMConfig
 from selm.files import atomic_path
+from selm.presets import BACKBONE_NAMES
 from selm.weights.checkpoint import CARD_NAME
 
 _SETTINGS = {
@@ -18,14 +19,15 @@ _SETTINGS = {
     "ms3": ("AVSBench-MS3 (multiple sound sources)", "M_J", "M_F"),
     "avss": ("AVSBench-AVSS (semantic, 71 classes)", "mIoU", "F-score"),
 }
-_BACKBONES = {"r50": "ResNet-50", "pvt": "PVT-v2-b5"}
 
 
 def model_card(*, source: dict, config: SelMConfig) -> str:
     """The card's text for a checkpoint converted from `source` (selm.weights.release)."""
     setting, backbone = source["setting"], source["backbone"]
     dataset, m1, m2 = _SETTINGS[setting]
-    title = f"SelM ({_BACKBONES[backbone]}, {setting.upper()}), converted from the authors' release"
+    title = (
+        f"SelM ({BACKBONE_NAMES[backbone]}, {setting.upper()}), converted from the authors' release"
+    )
     has_paper = "paper_mj" in source
     index = ""
     if has_paper:

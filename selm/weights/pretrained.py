@@ -10,15 +10,14 @@ to supply and how.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from selm.modeling.encoder import timm_model
 from selm.modeling.vggish import VGGish
+from selm.weights.cache import reachable
 from selm.weights.state_dict import (
     load_state_strict,
     read_weights,
@@ -29,19 +28,6 @@ from selm.weights.state_dict import (
 VGGISH_FILE = "vggish-10086976.pth"
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + VGGISH_FILE
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub repos hold
-_PROBE_TIMEOUT_S = 3.0
-
-
-def create_backbone(
-    name: str, pretrained: bool = False, weights_path: str | Path | None = None
-) -> nn.Module:
-    """timm model `name` without its classifier (num_classes=0), weights as the module doc says."""
-    model = timm_model(name)
-    if weights_path is not None:
-        load_backbone_weights(model, weights_path)
-    elif pretrained:
-        load_backbone_weights(model, pretrained_file(name))
-    return model
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
@@ -86,17 +72,6 @@ def _hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
-def _reachable(url: str) -> bool:
-    """A TCP connect within a few seconds: the download's retries would take minutes."""
-    parts = urlparse(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
 def _missing(name: str, where: str, reason: str) -> RuntimeError:
     return RuntimeError(
         f"ImageNet weights for backbone {name!r} are not available: {reason}. Download {where} "
@@ -132,7 +107,7 @@ def pretrained_file(name: str) -> Path:
     if _offline():
         raise _missing(name, where, "HF_HUB_OFFLINE is set and they are not in the local cache")
     source = _hub_endpoint() if repo else cfg.url
-    if not _reachable(source):
+    if not reachable(source):
         raise _missing(name, where, f"{urlparse(source).hostname} cannot be reached")
     try:
         return _download(repo, files, cfg.url, url_file)

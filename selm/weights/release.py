@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm.presets import SETTINGS, official_preset_name
+from selm.presets import BACKBONE_NAMES, official_preset_name
 from selm.weights.cache import (
     DownloadError,
     Progress,
@@ -32,11 +32,17 @@ from selm.weights.cache import (
     sha256_of,
 )
 from selm.weights.checkpoint import CheckpointError, is_checkpoint, save_pretrained
+from selm.weights.model_card import write_model_card
 from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL
+from selm.weights.release_layout import (
+    ConversionError,
+    convert_official,
+    detect_layout,
+    read_official,
+)
 
 OFFICIAL_PREFIX = "official:"  # official:NAME names one of the six (REGISTRY)
 VGGISH_SHA256_PREFIX = "10086976"  # torch hub convention: the file is named by its sha256 prefix
-BACKBONE_NAMES = {"r50": "ResNet-50", "pvt": "PVT-v2-b5"}
 _LABEL_BACKBONES = {"r50": "R50", "pvt": "PVTv2"}
 
 
@@ -140,7 +146,6 @@ def resolve_official(
 ) -> Path:
     if is_checkpoint(model.folder):
         return model.folder
-    from selm.weights.release_layout import ConversionError, read_official
 
     raw = downloads_dir() / model.file_name
     state, digest = None, None
@@ -190,7 +195,6 @@ def resolve_official(
 
 
 def _expect_layout(state: dict, model: OfficialModel) -> None:
-    from selm.weights.release_layout import ConversionError
 
     try:
         found = detect_layout(state)
@@ -215,50 +219,8 @@ def _manual_steps(model: OfficialModel, raw: Path, reason: str) -> str:
     )
 
 
-def detect_layout(state: dict) -> tuple[str, str]:
-    """(setting, backbone) of a published state dict, read off its tensor names and shapes;
-    ConversionError when it fits none of the six released layouts or more than one."""
-    from selm.config import get_config
-    from selm.weights.release_layout import ConversionError, describe
-
-    facts = describe(state)
-    backbone = facts["backbone"]
-    if backbone is None:
-        raise ConversionError(
-            "it fits none of the six released layouts: it has neither `resnet.*` (ResNet-50 "
-            "models) nor `encoder_backbone.*` (PVT-v2-b5 models) tensors"
-        )
-    fits = []
-    for setting in SETTINGS:
-        cfg = get_config(official_preset_name(setting, backbone))
-        if (facts["grid"], facts["steps"], facts["classes"]) == (
-            cfg.grids[0],
-            cfg.mask_upsample_steps,
-            cfg.num_classes,
-        ):
-            fits.append(setting)
-    if len(fits) == 1:
-        return fits[0], backbone
-    found = (
-        f"first decoder grid {facts['grid']}, {facts['steps']} mask-head upsampling steps, "
-        f"{facts['classes']} class(es)"
-    )
-    unread = [k for k in ("grid", "classes") if facts[k] is None]
-    why = (
-        f"its setting cannot be read off ({' and '.join(unread)} missing)"
-        if unread
-        else "it fits none of the three released settings"
-    )
-    raise ConversionError(
-        f"a {BACKBONE_NAMES[backbone]} file, but {why} ({found}); name it explicitly: "
-        f"python -m selm.convert FILE --setting {{{','.join(SETTINGS)}}} --backbone {backbone} "
-        f"--out DIR --vggish-weights {VGGISH_FILE}"
-    )
-
-
 def resolve_pth(path: Path, *, progress: Progress | None = None, say: Callable = _say) -> Path:
     """A published-layout `.pth` on disk -> its converted checkpoint in the cache."""
-    from selm.weights.release_layout import ConversionError, read_official
 
     if not path.is_file():
         raise ReleaseError(f"{path}: no such file (a published SelM .pth)")
@@ -315,8 +277,6 @@ def _convert_into(
     say: Callable,
 ) -> Path:
     """Convert `state` (+ VGGish) into `folder` atomically: a temporary sibling, renamed."""
-    from selm.weights.model_card import write_model_card
-    from selm.weights.release_layout import ConversionError, convert_official
 
     vggish = vggish_file(progress, say)
     if progress is not None:

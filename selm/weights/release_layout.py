@@ -29,7 +29,7 @@ from selm.config import SelMConfig, get_config
 from selm.modeling.dam_official import our_key
 from selm.modeling.model import SelM
 from selm.modeling.vggish import VGGish
-from selm.presets import SETTINGS, official_preset_name
+from selm.presets import BACKBONE_NAMES, SETTINGS, official_preset_name
 from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL, load_vggish_weights
 from selm.weights.state_dict import (
     CheckpointError,
@@ -148,37 +148,56 @@ def _fits(facts: dict[str, object], cfg: SelMConfig) -> bool:
     )
 
 
-def check_layout(state: dict[str, torch.Tensor], setting: str, backbone: str) -> SelMConfig:
-    """The preset config for (setting, backbone), after checking that the file is that model;
-    a file that is another released model says which flags fit it."""
+def detect_layout(
+    state: dict[str, torch.Tensor], setting: str | None = None, backbone: str | None = None
+) -> tuple[str, str]:
+    """(setting, backbone) of a published state dict, read off its tensor names and shapes once.
+
+    Without `setting` / `backbone` (a spec or a raw .pth) the file must fit exactly one of the
+    six released layouts. With them (the command line's flags) the file must be that model; a
+    file that is another released model says which flags fit it, and one whose setting cannot
+    be read off is taken as named (the strict load then lists what it lacks). ConversionError
+    otherwise."""
     facts = describe(state)
-    if facts["backbone"] is None:
+    found = facts["backbone"]
+    if found is None:
         raise ConversionError(
-            "this is not a published SelM state dict: it has neither `resnet.*` (ResNet-50 "
+            "it fits none of the six released layouts: it has neither `resnet.*` (ResNet-50 "
             "models) nor `encoder_backbone.*` (PVT-v2-b5 models) tensors"
         )
-    if facts["backbone"] != backbone:
+    if backbone is not None and found != backbone:
         raise ConversionError(
-            f"this file is a {'ResNet-50' if facts['backbone'] == 'r50' else 'PVT-v2-b5'} model "
-            f"(--backbone {facts['backbone']}), not --backbone {backbone}"
+            f"this file is a {BACKBONE_NAMES[found]} model (--backbone {found}), "
+            f"not --backbone {backbone}"
         )
-    cfg = get_config(official_preset_name(setting, backbone))
-    complete = None not in facts.values()  # else the strict load lists what is missing
-    if complete and not _fits(facts, cfg):
-        fitting = [
-            s for s in SETTINGS if _fits(facts, get_config(official_preset_name(s, backbone)))
-        ]
-        found = (
-            f"first decoder grid {facts['grid']}, {facts['steps']} mask-head upsampling steps, "
-            f"{facts['classes']} class(es)"
-        )
-        hint = f"it fits --setting {fitting[0]}" if fitting else "it fits no released setting"
+    fits = [s for s in SETTINGS if _fits(facts, get_config(official_preset_name(s, found)))]
+    shown = (
+        f"first decoder grid {facts['grid']}, {facts['steps']} mask-head upsampling steps, "
+        f"{facts['classes']} class(es)"
+    )
+    if setting is not None:
+        if None in facts.values() or setting in fits:
+            return setting, found
+        cfg = get_config(official_preset_name(setting, found))
+        hint = f"it fits --setting {fits[0]}" if fits else "it fits no released setting"
         raise ConversionError(
-            f"this file is not the released {setting} model for --backbone {backbone} "
-            f"({found}; expected grid {cfg.grids[0]}, {cfg.mask_upsample_steps} steps, "
+            f"this file is not the released {setting} model for --backbone {found} "
+            f"({shown}; expected grid {cfg.grids[0]}, {cfg.mask_upsample_steps} steps, "
             f"{cfg.num_classes} class(es)): {hint}"
         )
-    return cfg
+    if len(fits) == 1:
+        return fits[0], found
+    unread = [k for k in ("grid", "classes") if facts[k] is None]
+    why = (
+        f"its setting cannot be read off ({' and '.join(unread)} missing)"
+        if unread
+        else "it fits none of the three released settings"
+    )
+    raise ConversionError(
+        f"a {BACKBONE_NAMES[found]} file, but {why} ({shown}); name it explicitly: "
+        f"python -m selm.convert FILE --setting {{{','.join(SETTINGS)}}} --backbone {found} "
+        f"--out DIR --vggish-weights {VGGISH_FILE}"
+    )
 
 
 def map_official(
@@ -254,11 +273,12 @@ def convert_official(
     vggish_weights: str | Path | None = None,
     embeddings_only: bool = False,
 ) -> Conversion:
-    """Build the `selm_*_official_*` model for (setting, backbone) and fill every tensor of it
-    from a published state dict (+ VGGish); strict both ways."""
+    """Build the `selm_*_official_*` model for (setting, backbone), the layout `detect_layout`
+    read off (or checked for) the file, and fill every tensor of it from the published state
+    dict (+ VGGish); strict both ways."""
     if vggish_weights is None and not embeddings_only:
         raise ConversionError(_NO_VGGISH)
-    cfg = check_layout(state, setting, backbone)
+    cfg = get_config(official_preset_name(setting, backbone))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         model = SelM(cfg)

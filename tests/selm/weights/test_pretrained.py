@@ -8,9 +8,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from selm.modeling.encoder import timm_model
 from selm.modeling.vggish import VGGish
 from selm.weights import pretrained
-from selm.weights.pretrained import create_backbone, load_vggish_weights
+from selm.weights.pretrained import load_backbone_weights, load_vggish_weights, pretrained_file
 
 # --- weights: local files in any layout timm knows, fast failures offline ---
 
@@ -27,25 +28,32 @@ def _to_original_pvt_layout(state):
     return out
 
 
+def backbone(name: str, path) -> torch.nn.Module:
+    """timm's `name` without its classifier, with the weights in `path`."""
+    model = timm_model(name)
+    load_backbone_weights(model, path)
+    return model
+
+
 def test_local_weights_load_through_timm_filters(tmp_path):
     src = timm.create_model("pvt_v2_b0")  # with its classifier, as checkpoints are saved
     path = tmp_path / "pvt_v2_b0.pth"
     original = _to_original_pvt_layout(src.state_dict())
     assert "block1.0.mlp.dwconv.dwconv.weight" in original and "head.weight" in original
     torch.save({"state_dict": original}, path)
-    model = create_backbone("pvt_v2_b0", weights_path=path)
+    model = backbone("pvt_v2_b0", path)
     for k, v in model.state_dict().items():
         assert torch.equal(v, src.state_dict()[k]), k
 
     src = timm.create_model("resnet18")
     save_file(src.state_dict(), str(tmp_path / "r18.safetensors"))
-    model = create_backbone("resnet18", weights_path=tmp_path / "r18.safetensors")
+    model = backbone("resnet18", tmp_path / "r18.safetensors")
     assert torch.equal(model.layer4[1].conv2.weight, src.layer4[1].conv2.weight)
 
     with pytest.raises(RuntimeError, match="does not fit.*missing"):
-        create_backbone("resnet34", weights_path=tmp_path / "r18.safetensors")
+        backbone("resnet34", tmp_path / "r18.safetensors")
     with pytest.raises(FileNotFoundError, match="backbone_weights"):
-        create_backbone("resnet18", weights_path=tmp_path / "none.pth")
+        backbone("resnet18", tmp_path / "none.pth")
 
 
 @pytest.fixture
@@ -60,7 +68,7 @@ def test_pretrained_offline_fails_fast_with_instructions(empty_caches, monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"HF_HUB_OFFLINE.*backbone_weights: PATH.*--set"):
-        create_backbone("pvt_v2_b0", pretrained=True)
+        pretrained_file("pvt_v2_b0")
     assert time.monotonic() - start < 10
 
 
@@ -72,7 +80,7 @@ def test_pretrained_unreachable_hub_fails_fast(empty_caches, monkeypatch):
     monkeypatch.setattr(pretrained, "_hub_endpoint", lambda: "http://127.0.0.1:9")  # closed port
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="127.0.0.1 cannot be reached.*model.safetensors"):
-        create_backbone("resnet18", pretrained=True)
+        pretrained_file("resnet18")
     assert time.monotonic() - start < 10
 
 

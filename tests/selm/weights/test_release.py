@@ -19,8 +19,7 @@ from selm.media.writer import open_writer
 from selm.weights.cache import sha256_of
 from selm.weights.checkpoint import CheckpointError, read_config
 from selm.weights.pretrained import VGGISH_URL
-from selm.weights.release import REGISTRY, ReleaseError, detect_layout, official_model
-from selm.weights.release_layout import ConversionError
+from selm.weights.release import REGISTRY, ReleaseError, official_model
 from selm.weights.resolve import resolve_checkpoint
 
 slow = pytest.mark.slow
@@ -143,25 +142,6 @@ def test_clis_exit_2_with_the_message(fake_drive, tmp_path, capsys):
     assert code == 2 and "error: could not get authors' SelM-PVTv2, S4" in err
 
 
-@pytest.mark.parametrize("setting", ["s4", "ms3", "avss"])
-@pytest.mark.parametrize("backbone", ["r50", "pvt"])
-def test_layout_detection_on_the_six_layouts(setting, backbone):
-    assert detect_layout(published(setting, backbone)) == (setting, backbone)
-
-
-def test_layout_detection_on_files_that_fit_none():
-    with pytest.raises(ConversionError, match="fits none of the six released layouts"):
-        detect_layout({"backbone.conv.weight": torch.zeros(2, 2)})
-    state = published("s4", "r50")
-    partial = {k: v for k, v in state.items() if not k.startswith("decoder.layers.0.")}
-    with pytest.raises(ConversionError, match=r"setting cannot be read off \(grid missing\)") as e:
-        detect_layout(partial)
-    assert "--setting {s4,ms3,avss} --backbone r50" in str(e.value)
-    odd = {**state, "decoder.layers.0.positional_embedding": torch.zeros(20 * 20, 256)}
-    with pytest.raises(ConversionError, match="fits none of the three released settings"):
-        detect_layout(odd)
-
-
 @slow
 def test_a_raw_pth_is_detected_converted_once_and_reused(fake_drive, capsys):
     served = fake_drive.store.official("ms3_pvt")
@@ -236,3 +216,15 @@ def test_a_bad_file_put_by_hand_is_discarded(fake_drive, capsys):
     with pytest.raises(ReleaseError, match="cannot be reached"):
         resolve_checkpoint("official:s4_r50")
     assert "discarding" in capsys.readouterr().err and cache_files(fake_drive.home) == []
+
+
+def test_a_spec_reads_its_layout_once(fake_drive, monkeypatch):
+    """The downloaded file's tensors are described once, then (setting, backbone) is passed on
+    to the conversion instead of being read off again."""
+    import selm.weights.release_layout as layout
+
+    calls = []
+    real = layout.describe
+    monkeypatch.setattr(layout, "describe", lambda state: calls.append(1) or real(state))
+    resolve_checkpoint("official:s4_r50")
+    assert len(calls) == 1

@@ -8,7 +8,12 @@ from release_fakes import SPOTS, published
 
 from selm.config import get_config
 from selm.presets import official_preset_name
-from selm.weights.release_layout import ConversionError, convert_official, describe
+from selm.weights.release_layout import (
+    ConversionError,
+    convert_official,
+    describe,
+    detect_layout,
+)
 
 NAMES = [(s, b) for s in ("s4", "ms3", "avss") for b in ("r50", "pvt")]
 
@@ -57,9 +62,10 @@ def _convert(state, **kw):
 def test_mismatches_give_one_clear_error():
     state = published("s4", "r50")
     with pytest.raises(ConversionError, match="not --backbone pvt"):
-        _convert(state, backbone="pvt")
+        detect_layout(state, "s4", "pvt")
     with pytest.raises(ConversionError, match="not the released ms3 .* fits --setting s4"):
-        _convert(state, setting="ms3")
+        detect_layout(state, "ms3", "r50")
+    assert detect_layout(state) == detect_layout(state, "s4", "r50") == ("s4", "r50")
     with pytest.raises(ConversionError, match="--vggish-weights .* --embeddings-only"):
         _convert(state, embeddings_only=False)
     with pytest.raises(ConversionError, match=r"no place .*\n  head\.weight"):
@@ -73,4 +79,23 @@ def test_mismatches_give_one_clear_error():
     with pytest.raises(ConversionError, match=r"shape mismatch \(1\): proj\.1\.0\.weight"):
         _convert(bad)
     with pytest.raises(ConversionError, match="neither `resnet"):
-        _convert({"foo.weight": torch.zeros(1)})
+        detect_layout({"foo.weight": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("setting", ["s4", "ms3", "avss"])
+@pytest.mark.parametrize("backbone", ["r50", "pvt"])
+def test_layout_detection_on_the_six_layouts(setting, backbone):
+    assert detect_layout(published(setting, backbone)) == (setting, backbone)
+
+
+def test_layout_detection_on_files_that_fit_none():
+    with pytest.raises(ConversionError, match="fits none of the six released layouts"):
+        detect_layout({"backbone.conv.weight": torch.zeros(2, 2)})
+    state = published("s4", "r50")
+    partial = {k: v for k, v in state.items() if not k.startswith("decoder.layers.0.")}
+    with pytest.raises(ConversionError, match=r"setting cannot be read off \(grid missing\)") as e:
+        detect_layout(partial)
+    assert "--setting {s4,ms3,avss} --backbone r50" in str(e.value)
+    odd = {**state, "decoder.layers.0.positional_embedding": torch.zeros(20 * 20, 256)}
+    with pytest.raises(ConversionError, match="fits none of the three released settings"):
+        detect_layout(odd)
