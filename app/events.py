@@ -20,6 +20,7 @@ from app.rendering import gallery
 from app.state import PredictorPool, ResultStore
 from app.validation import DemoError, scrub_paths
 from selm.files import DiskFullError
+from selm.render.maps import frame_maps, map_legend, map_scales
 from selm.weights.release import OFFICIAL_PREFIX
 from selm.weights.state_dict import CheckpointError
 
@@ -169,10 +170,12 @@ def run_outputs(
     *,
     key=None,
     note="",
+    overlay=None,
     progress=None,
 ):
     """The Result tab's outputs for a (display-size) prediction; its files go to the caches
-    of the `overlay_video` and `heard` components; the prediction goes to `store`."""
+    of the `overlay_video` and `heard` components; the prediction goes to `store`. `overlay`:
+    the overlay video its run wrote at this threshold (else it is drawn again)."""
     pred = result
     view = handlers.show_run(
         pred,
@@ -181,6 +184,7 @@ def run_outputs(
         level=int(level_value),
         workdir=workdir,
         note=note,
+        overlay=overlay,
         progress=progress,
     )
     return (
@@ -215,11 +219,14 @@ def on_run(
         report(0.0, "reading the video")
         spec = _checkpoint(settings, picked, typed)
         predictor = pool.get(spec)
+        overlay = workdir / "overlay.mp4"
         pred = handlers.run_model(
             predictor,
             video_path,
             audio_request(kind, upload, example, settings),
             progress=_span(report, 0.02, 0.58),
+            overlay=overlay,
+            threshold=threshold_value,
             **_run_kw(settings),
         )
         return outputs(
@@ -230,6 +237,7 @@ def on_run(
             workdir,
             key=key,
             note=model_note(settings, spec, video_path),
+            overlay=overlay,
             progress=_span(report, 0.6, 0.4),
         )
 
@@ -244,6 +252,7 @@ def illusion_outputs(
     workdir,
     *,
     key=None,
+    overlays=None,
     progress=None,
 ):
     view = handlers.show_illusion(
@@ -252,6 +261,7 @@ def illusion_outputs(
         workdir=workdir,
         second=int(second_value),
         level=int(level_value),
+        overlays=overlays,
         progress=progress,
     )
     shown = list(view.videos.items())
@@ -338,11 +348,15 @@ def on_illusion(
         requests = negative_requests(settings, video_path, negatives, probe_example, probe_upload)
         if not requests:
             raise DemoError("Tick at least one negative audio to probe (silent, white noise...).")
+        labels = ["original", *(label for label, _ in requests)]
+        overlays = handlers.overlay_paths(labels, workdir)
         preds = handlers.probe_illusion(
             predictor,
             video_path,
             requests,
             progress=_span(report, 0.02, 0.58),
+            overlays=overlays,
+            threshold=threshold_value,
             **_run_kw(settings),
         )
         return outputs(
@@ -352,6 +366,7 @@ def on_illusion(
             level_value,
             workdir,
             key=key,
+            overlays=overlays,
             progress=_span(report, 0.6, 0.4),
         )
 
@@ -367,6 +382,7 @@ def compare_outputs(
     workdir,
     *,
     key=None,
+    overlays=None,
     progress=None,
 ):
     pred_a, pred_b, names, cards = result
@@ -378,6 +394,7 @@ def compare_outputs(
         workdir=workdir,
         second=int(second_value),
         level=int(level_value),
+        overlays=overlays,
         progress=progress,
     )
     return (
@@ -423,11 +440,14 @@ def on_compare(
             names = (f"{names[0]} (run 1)", f"{names[1]} (run 2)")
         cards = tuple(model_card(checkpoint_info(spec, name)) for spec, name in zip(specs, names))
         predictors = [(name, pool.get(spec)) for name, spec in zip(names, specs)]
+        overlays = handlers.overlay_paths(names, workdir)
         pred_a, pred_b = handlers.compare_checkpoints(
             predictors,
             video_path,
             audio_request(kind, upload, example, settings),
             progress=_span(report, 0.02, 0.58),
+            overlays=overlays,
+            threshold=threshold_value,
             **_run_kw(settings),
         )
         return outputs(
@@ -437,6 +457,7 @@ def on_compare(
             level_value,
             workdir,
             key=key,
+            overlays=overlays,
             progress=_span(report, 0.6, 0.4),
         )
 
@@ -453,27 +474,27 @@ def redraw(store: ResultStore, outputs: Callable, count: int, key, threshold_val
 
 
 def run_maps(result, threshold_value, second_value, level_value):
-    view_maps = handlers.frame_maps(result, int(second_value), int(level_value), threshold_value)
-    return gallery(view_maps), handlers.map_legend([result], int(level_value))
+    view_maps = frame_maps(result, int(second_value), int(level_value), threshold_value)
+    return gallery(view_maps), map_legend([result], int(level_value))
 
 
 def illusion_maps_of(result, threshold_value, second_value, level_value):
-    scales = handlers.map_scales(result.values())
+    scales = map_scales(result.values())
     tiles, columns = handlers.condition_rows(
         result, int(second_value), int(level_value), threshold_value, scales
     )
-    legend = handlers.map_legend(list(result.values()), int(level_value), scales)
+    legend = map_legend(list(result.values()), int(level_value), scales)
     return gr.Gallery(value=gallery(tiles), columns=columns), legend
 
 
 def compare_maps_of(result, threshold_value, second_value, level_value):
     pred_a, pred_b, names, _ = result
     preds = {names[0]: pred_a, names[1]: pred_b}
-    scales = handlers.map_scales(preds.values())
+    scales = map_scales(preds.values())
     tiles, columns = handlers.condition_rows(
         preds, int(second_value), int(level_value), threshold_value, scales
     )
-    legend = handlers.map_legend([pred_a, pred_b], int(level_value), scales)
+    legend = map_legend([pred_a, pred_b], int(level_value), scales)
     return gr.Gallery(value=gallery(tiles), columns=columns), legend
 
 

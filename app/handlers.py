@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,24 +17,16 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from app.rendering import (
-    area_plot,
-    area_table,
-    compare_plot,
-    display_size,
-    frame_maps,
-    map_legend,
-    map_scales,
-    segmented_fraction,
-    write_overlay,
-)
+from app.rendering import area_plot, area_table, compare_plot, display_size, segmented_fraction
 from app.validation import DemoError, Limits, VideoInfo, check_audio_file, probe_video
 from selm.inference.audio_source import AudioSource
+from selm.inference.prediction import Prediction
 from selm.media.audio import write_wav
 from selm.media.container import MediaError
+from selm.render.maps import frame_maps, map_legend, map_scales
+from selm.render.overlay import OverlayVideo, write_overlay_video
+from selm.runtime import Progress
 from selm.weights.release import OFFICIAL_PREFIX
-
-Progress = Callable[[float, str], object]
 
 # what the user picks in the UI -> what the predictor gets (see AudioRequest)
 AUDIO_SOURCES = {
@@ -93,19 +82,12 @@ def display_copy(pred, max_side: int):
     return dataclasses.replace(pred, frames=frames, frame_size=None)  # masks at the frames' size
 
 
-DEFAULT_THRESHOLD = 0.5  # the UI's initial mask threshold: the overlay of the first pass
+DEFAULT_THRESHOLD = 0.5  # the UI's initial mask threshold
 
 
-def pending_overlay() -> Path:
-    """A fresh temporary mp4 path for the overlay a run writes; `write_overlay` moves it into
-    the request's folder (or it is removed with its prediction)."""
-    handle, name = tempfile.mkstemp(prefix="selm-overlay-", suffix=".mp4")
-    os.close(handle)
-    return Path(name)
-
-
-def _remove_file(path: Path) -> None:
-    Path(path).unlink(missing_ok=True)
+def overlay_paths(labels, workdir: Path) -> dict[str, Path]:
+    """Where the overlay video of each run (by label, in order) goes in a request's folder."""
+    return {label: Path(workdir) / f"overlay_{i}.mp4" for i, label in enumerate(labels)}
 
 
 def _part(progress: Progress | None, start: float, span: float, what: str) -> Progress | None:
@@ -123,28 +105,28 @@ def run_model(
     limits: Limits,
     max_side: int,
     progress: Progress | None = None,
+    overlay: Path | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ):
-    """Check the inputs, run the predictor in windows, keep a display-size copy."""
+    """Check the inputs, run the predictor window by window, keep a display-size copy; with
+    `overlay`, the overlay video (masks at `threshold`) is written there in the same pass."""
     info = probe_video(video, limits)
-    audio_arg = audio_for_model(audio, info)
-    overlay = pending_overlay()  # drawn at the default threshold in the same pass
+    windows = predictor.windows(
+        str(info.path),
+        audio=audio_for_model(audio, info),
+        progress=progress,
+        max_seconds=limits.max_seconds,
+        max_side=max_side,
+        video_frames=overlay is not None,
+    )
     try:
-        pred = predictor.predict(
-            str(info.path),
-            audio=audio_arg,
-            progress=progress,
-            max_seconds=limits.max_seconds,
-            overlay=overlay,
-            threshold=DEFAULT_THRESHOLD,
-            max_side=max_side,
-        )
+        if overlay is None:
+            pred = Prediction.from_windows(windows)
+        else:
+            with OverlayVideo(overlay, threshold=threshold) as writer:
+                pred = Prediction.from_windows(windows, writer.add)
     except MediaError as err:
-        overlay.unlink(missing_ok=True)
         raise DemoError(str(err)) from err
-    except BaseException:
-        overlay.unlink(missing_ok=True)
-        raise
-    weakref.finalize(pred, _remove_file, overlay)  # when the overlay is never shown
     return display_copy(pred, max_side)
 
 
@@ -175,9 +157,12 @@ def probe_illusion(
     limits: Limits,
     max_side: int,
     progress: Progress | None = None,
+    overlays: dict[str, Path] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, object]:
     """The clip with its own audio, then with each negative audio ((label, request) pairs;
-    default: silent and white noise) -> {label: prediction}, the original first."""
+    default: silent and white noise) -> {label: prediction}, the original first. `overlays`:
+    {label: path} of the overlay videos to write in the same passes, at `threshold`."""
     info = probe_video(video, limits)
     if not info.has_audio:
         raise DemoError(
@@ -199,6 +184,8 @@ def probe_illusion(
             limits=limits,
             max_side=max_side,
             progress=_part(progress, step / len(conditions), 1 / len(conditions), label),
+            overlay=(overlays or {}).get(label),
+            threshold=threshold,
         )
     return runs
 
@@ -211,8 +198,11 @@ def compare_checkpoints(
     limits: Limits,
     max_side: int,
     progress: Progress | None = None,
+    overlays: dict[str, Path] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ):
-    """Two predictors on the same clip and audio -> (pred_a, pred_b)."""
+    """Two (name, predictor) pairs on the same clip and audio -> (pred_a, pred_b); `overlays`:
+    {name: path} of the overlay videos to write in the same passes, at `threshold`."""
     runs = []
     for step, (name, predictor) in enumerate(predictors):
         runs.append(
@@ -223,6 +213,8 @@ def compare_checkpoints(
                 limits=limits,
                 max_side=max_side,
                 progress=_part(progress, step / 2, 0.5, name),
+                overlay=(overlays or {}).get(name),
+                threshold=threshold,
             )
         )
     return runs[0], runs[1]
@@ -233,14 +225,25 @@ def _stage(progress: Progress | None, fraction: float, message: str) -> None:
         progress(fraction, message)
 
 
-def _overlays(preds: dict, threshold: float, workdir: Path, progress) -> dict[str, Path]:
-    """One overlay video per prediction (file names by position), each stage reported."""
+def draw_overlay(pred, path: Path, threshold: float) -> Path:
+    """The overlay video of a stored (display-size) prediction, drawn again at `threshold`: its
+    source decoded at the size of its frames."""
+    height, width = pred.frames.shape[1:3]
+    return write_overlay_video(pred, path, threshold, size=(width, height))
+
+
+def _overlays(preds: dict, threshold: float, workdir: Path, progress, made) -> dict[str, Path]:
+    """One overlay video per prediction: the one its run wrote (`made`: {label: path}), else
+    drawn now into `workdir`; each stage reported."""
+    if made is not None:
+        return {label: made[label] for label in preds}
     videos = {}
+    paths = overlay_paths(preds, workdir)
     for i, (label, pred) in enumerate(preds.items()):
         _stage(
             progress, i / len(preds), f"writing the overlay video {i + 1}/{len(preds)} ({label})"
         )
-        videos[label] = write_overlay(pred, Path(workdir) / f"overlay_{i}.mp4", threshold)
+        videos[label] = draw_overlay(pred, paths[label], threshold)
     _stage(progress, 1.0, "overlay videos written")
     return videos
 
@@ -267,11 +270,14 @@ def show_run(
     level: int,
     workdir: Path,
     note: str = "",
+    overlay: Path | None = None,
     progress: Progress | None = None,
 ) -> RunView:
+    """The Result tab for a prediction; `overlay`: its overlay video at `threshold`, written by
+    its run (else it is drawn now into `workdir`)."""
     area = segmented_fraction(pred.iter_masks(threshold))
     _stage(progress, 0.0, "writing the overlay video")
-    video = write_overlay(pred, Path(workdir) / "overlay.mp4", threshold)
+    video = overlay or draw_overlay(pred, Path(workdir) / "overlay.mp4", threshold)
     _stage(progress, 0.8, "writing the audio the model heard")
     audio = write_wav(Path(workdir) / "audio_heard.wav", pred.waveform)
     _stage(progress, 0.9, "drawing the maps")
@@ -364,6 +370,7 @@ def show_illusion(
     workdir: Path,
     second: int = 0,
     level: int = 0,
+    overlays: dict[str, Path] | None = None,
     progress: Progress | None = None,
 ) -> IllusionView:
     """`preds` as `probe_illusion` returns them: the original first, then the negatives."""
@@ -388,7 +395,7 @@ def show_illusion(
     first = next(iter(preds.values()))
     maps, columns = condition_rows(preds, second, level, threshold, scales)
     view = IllusionView(
-        videos=_overlays(preds, threshold, workdir, progress),
+        videos=_overlays(preds, threshold, workdir, progress, overlays),
         maps=maps,
         columns=columns,
         legend=map_legend(list(preds.values()), level, scales),
@@ -431,6 +438,7 @@ def show_compare(
     workdir: Path,
     second: int = 0,
     level: int = 0,
+    overlays: dict[str, Path] | None = None,
     progress: Progress | None = None,
 ) -> CompareView:
     masks_a, masks_b = pred_a.masks(threshold), pred_b.masks(threshold)
@@ -443,7 +451,7 @@ def show_compare(
     )
     preds = {names[0]: pred_a, names[1]: pred_b}
     scales = map_scales(preds.values())
-    videos = _overlays(preds, threshold, workdir, progress)
+    videos = _overlays(preds, threshold, workdir, progress, overlays)
     maps, columns = condition_rows(preds, second, level, threshold, scales)
     return CompareView(
         video_a=videos[names[0]],

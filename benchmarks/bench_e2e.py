@@ -81,11 +81,20 @@ def _rss_mb() -> float:
 
 
 def _predict(predictor, clip: Path, overlay: Path, progress=None, **options):
-    """The code's fastest way to a prediction + overlay video."""
+    """The code's fastest way to a prediction + overlay video: the predictor's windows drawn
+    and encoded in the same pass where it yields them; in older trees predict(overlay=), or a
+    prediction drawn again."""
+    if hasattr(predictor, "windows"):
+        from selm.inference.prediction import Prediction
+        from selm.render.overlay import OverlayVideo
+
+        windows = predictor.windows(str(clip), progress=progress, video_frames=True, **options)
+        with OverlayVideo(overlay) as writer:
+            return Prediction.from_windows(windows, writer.add)
     params = inspect.signature(predictor.predict).parameters
     if "overlay" in params:
         return predictor.predict(str(clip), overlay=overlay, progress=progress, **options)
-    from selm.render.paint import write_overlay_video
+    from selm.render import write_overlay_video
 
     pred = predictor.predict(str(clip), progress=progress)
     write_overlay_video(pred, overlay)
@@ -141,7 +150,7 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
     elif case == "overlay":
         import av
 
-        from selm.render.paint import write_overlay_video
+        from selm.render.overlay import write_overlay_video
 
         pred = predictor.predict(str(clip))
         begin = time.perf_counter()

@@ -84,12 +84,20 @@ def worker(model: str, seconds: list[int], workdir: Path) -> dict:
         limits = Limits(max_seconds=60)
 
         def click(clip=clip, limits=limits, n=n):
-            pred = handlers.run_model(
-                predictor, clip, handlers.AudioRequest(), limits=limits, max_side=480
-            )
             out = workdir / f"demo_{model}_{n}"
             out.mkdir(exist_ok=True)
-            return handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=out)
+            overlay = out / "overlay.mp4"  # written in the predicting pass, as the demo does
+            pred = handlers.run_model(
+                predictor,
+                clip,
+                handlers.AudioRequest(),
+                limits=limits,
+                max_side=480,
+                overlay=overlay,
+            )
+            return handlers.show_run(
+                pred, threshold=0.5, frame=0, level=0, workdir=out, overlay=overlay
+            )
 
         _, wall, cpu = measure(click)
         rows.append(dict(model=model, seconds=n, path="demo", wall_s=wall, cpu_s=cpu))

@@ -1,4 +1,5 @@
-"""What the model hears: `AudioSource`, the typed audio choice `Predictor.predict` takes.
+"""What the model hears: `AudioSource`, the typed audio choice `Predictor.predict` takes, and
+`HeardAudio`, that choice as samples for a video whose length is known only once decoded.
 
     AudioSource.original()        the video's own audio track
     AudioSource.mute()            silence (zeros)
@@ -20,7 +21,10 @@ from typing import Literal
 
 import numpy as np
 
-from selm.media.audio import checked_waveform
+from selm.media.audio import checked_waveform, read_audio, read_audio_track, white_noise
+from selm.media.container import MediaError
+from selm.media.video import Clip
+from selm.transforms.log_mel import SAMPLE_RATE
 
 AudioKind = Literal["original", "mute", "noise", "file", "waveform"]
 KINDS: tuple[str, ...] = ("original", "mute", "noise", "file", "waveform")
@@ -110,3 +114,94 @@ def _checked_waveform(samples) -> np.ndarray:
     wave = np.array(checked_waveform(samples), dtype=np.float32)
     wave.flags.writeable = False
     return wave
+
+
+NOISE_SEED = 0  # audio="noise" is the same noise on every call
+
+
+NOISE_STD = 0.1  # white noise at -20 dBFS RMS: clearly audible, never clipped
+
+
+AUDIO_CHOICES = NAMED  # the plain strings `audio` may be
+
+
+def _fit(wave: np.ndarray, num_samples: int) -> np.ndarray:
+    """Cut or zero-pad (S,) to num_samples."""
+    wave = wave[:num_samples]
+    return np.pad(wave, (0, num_samples - len(wave))).astype(np.float32, copy=False)
+
+
+def no_track(name: str) -> MediaError:
+    """The error for original audio asked of a video without an audio track."""
+    return MediaError(
+        f"{name} has no audio track, so there is no original audio; "
+        "choose audio='mute' or 'noise', or give an audio file"
+    )
+
+
+class HeardAudio:
+    """The audio the model hears, for a video whose length is known only once decoded:
+    `samples(k)` are the first k samples of what `final(duration)` returns (the choice cut or
+    zero-padded to the video), so windows can run before the end is reached. A file (or the
+    video's own track, `track`) is decoded only as far as `bound` seconds, and further only if
+    the video turns out longer."""
+
+    def __init__(self, source: AudioSource, *, track: Path | None = None, bound=None) -> None:
+        self.source, self.track, self.bound = source, track, bound
+        self.wave: np.ndarray | None = None
+        if source.kind == "file" and not source.path.is_file():
+            raise MediaError(
+                f"audio={str(source.path)!r}: no such file; expected one of {AUDIO_CHOICES}, "
+                "a path to an audio file, or an (S,) waveform at 16 kHz"
+            )
+        if source.kind == "waveform":
+            self.wave = np.asarray(source.samples, np.float32)
+        elif source.kind in ("original", "file"):
+            self._read(bound)
+
+    def _read(self, seconds: float | None) -> None:
+        if self.source.kind == "original":
+            track = read_audio_track(self.track, seconds)
+            name = f"the audio track of {Path(self.track).name}"
+            self.wave = None if track is None else checked_waveform(track, name)
+        else:
+            self.wave = read_audio(self.source.path, seconds)
+        self.bound = seconds
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def samples(self, count: int) -> np.ndarray:
+        """The first `count` samples, (count,) float32."""
+        kind = self.source.kind
+        if kind == "mute":
+            return np.zeros(count, np.float32)
+        if kind == "noise":  # a longer draw of the same seed starts with the same samples
+            if self.wave is None or len(self.wave) < count:
+                longer = max(count, 2 * (0 if self.wave is None else len(self.wave)))
+                self.wave = white_noise(longer, NOISE_SEED, std=NOISE_STD)
+            return self.wave[:count]
+        if self.bound is not None and count > self.bound * SAMPLE_RATE:
+            self._read(count / SAMPLE_RATE)
+        return _fit(self.wave, count)
+
+    def final(self, duration: float) -> np.ndarray:
+        return self.samples(round(duration * SAMPLE_RATE))
+
+
+def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
+    """The `audio` choice for a clip -> ((S,) float32 16 kHz cut / zero-padded to the video's
+    duration, label). `audio` is an `AudioSource` or what `AudioSource.parse` takes:
+    "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
+    video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform.
+    A file is decoded only as far as the clip lasts."""
+    source = AudioSource.parse(audio)
+    if source.kind == "original":
+        if clip.waveform is None:
+            raise no_track(Path(clip.source).name)
+        name = f"the audio track of {Path(clip.source).name}"
+        heard = HeardAudio(AudioSource.waveform(checked_waveform(clip.waveform, name)))
+        return heard.final(clip.duration), source.label
+    heard = HeardAudio(source, bound=clip.duration)
+    return heard.final(clip.duration), heard.label

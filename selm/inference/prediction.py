@@ -1,11 +1,12 @@
-"""`Prediction`: what SelM saw and predicted for one video, one entry per second, and the
-masks made from its probabilities (`probs_to_masks`)."""
+"""`Prediction`: what SelM saw and predicted for one video, one entry per second, collected from
+the predictor's windows (`Prediction.from_windows`), and the masks made from its
+probabilities (`probs_to_masks`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,12 +63,48 @@ class Prediction:
     source: str  # the video file
     duration: float  # seconds of video
     notes: list[str] = field(default_factory=list)  # e.g. less video decoded than declared
-    overlay: Path | None = None  # the overlay video written in the same pass, if asked
-    overlay_threshold: float | None = None  # the threshold it was drawn at
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES)
     in_memory: bool = False  # made from a `Clip` whose `source` is no file (nothing to decode)
     frame_size: tuple[int, int] | None = None  # (W, H) the video was decoded at, when the
     # sampled frames are kept smaller (`Predictor.predict(frames_max_side=)`); None: theirs
+
+    @classmethod
+    def from_windows(cls, windows: Iterable, *consumers: Callable[[object], object]) -> Prediction:
+        """The prediction of a whole video from the stream of its windows
+        (`Predictor.windows`), each window handed to `consumers` first (e.g. an overlay
+        writer's `add`). Memory grows by each window's sampled frames and small outputs only."""
+        frames, parts, times, last = None, [], [], None
+        with contextlib.closing(iter(windows)) as stream:  # a failing consumer closes the file
+            for window in stream:
+                for consume in consumers:
+                    consume(window)
+                if frames is None:  # room for the whole video, as far as it is known
+                    frames = _Frames(window.total * len(window.frames) + 1)
+                frames.extend(window.frames)
+                times.append(window.times)
+                parts.append(
+                    {k: getattr(window, k) for k in ("probs", "hit_maps", "dam_maps", "bcsm")}
+                )
+                last = (window.ending, window.source, window.clock)
+                del window  # its full-rate frames go before the next window is decoded
+        if last is None:
+            raise ValueError("no window to collect: the stream was empty")
+        (ending, source, clock), kept = last, frames.result()
+        width, height = source.size
+        return cls(
+            frames=kept,
+            times=np.concatenate(times),
+            **_concat(parts),
+            waveform=ending.waveform,
+            audio_label=ending.audio_label,
+            fps=ending.fps,
+            source=source.path,
+            duration=ending.duration,
+            notes=list(ending.notes),
+            timings=dict(clock.spent),
+            in_memory=source.in_memory,
+            frame_size=None if kept.shape[1:3] == (height, width) else (width, height),
+        )
 
     @property
     def num_classes(self) -> int:
@@ -102,3 +139,35 @@ class Prediction:
         long video's masks are never all in memory (300 s at 640 x 360: 69 MB)."""
         for chunk in _mask_chunks(self.probs, self._grid(size), threshold):
             yield from chunk
+
+
+def _concat(parts: list):
+    """Join per-window results (arrays, or lists / dicts of them, or None) along time."""
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, dict):
+        return {key: _concat([part[key] for part in parts]) for key in first}
+    return [_concat([part[i] for part in parts]) for i in range(len(first))]
+
+
+class _Frames:
+    """The sampled frames of a run, in one preallocated (grown when needed) array."""
+
+    def __init__(self, capacity: int) -> None:
+        self.array: np.ndarray | None = None
+        self.count, self.capacity = 0, max(1, capacity)
+
+    def extend(self, frames: list[np.ndarray]) -> None:
+        for frame in frames:
+            if self.array is None:
+                self.array = np.empty((self.capacity, *frame.shape), np.uint8)
+            elif self.count == len(self.array):
+                self.array = np.concatenate([self.array, np.empty_like(self.array)])
+            self.array[self.count] = frame
+            self.count += 1
+
+    def result(self) -> np.ndarray:
+        return self.array[: self.count]

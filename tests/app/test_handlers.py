@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import av
 import numpy as np
 import pytest
 import soundfile
+from fake_selm import handmade_prediction
 
 from app import handlers
 from app.handlers import AudioRequest
@@ -78,10 +81,13 @@ def test_an_uploaded_file_named_mute_is_heard(fake_predictor, media_dir, tmp_pat
     assert not run(fake_predictor, media_dir / "silent.mp4", AudioRequest("mute")).masks(0.5).any()
 
 
-def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit):
+def test_long_video_runs_in_windows_with_progress(fake_predictor, media_dir, kit, tmp_path):
     seen = []
     pred = run(
-        fake_predictor, media_dir / "seven_seconds.mp4", progress=lambda f, m: seen.append((f, m))
+        fake_predictor,
+        media_dir / "seven_seconds.mp4",
+        progress=lambda f, m: seen.append((f, m)),
+        overlay=tmp_path / "overlay.mp4",  # drawn and encoded in the same pass
     )
     assert len(pred.frames) == 7 and fake_predictor.model.calls == 2  # windows of 5 seconds
     assert [f for f, _ in seen] == [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
@@ -429,14 +435,17 @@ def test_public_mode_loads_only_listed_and_official_checkpoints():
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 def test_a_run_shows_the_recorded_overlay_audio_and_maps(threshold, tmp_path):
     """selm-hard on a bundled example: the files and maps the Result tab shows, byte for byte as
-    recorded (tests/golden_outputs.py); 0.3 redraws the stored run at another threshold."""
+    recorded (tests/golden_outputs.py): at 0.5 the overlay the run wrote in its pass, at 0.3
+    the stored run drawn again."""
     from golden_outputs import CHECKPOINT, EXAMPLES, expected, sha256
 
     want = expected(f"demo hard_ms3_test_00015.mp4 {threshold}")
-    pred = run(Predictor.from_pretrained(CHECKPOINT), str(EXAMPLES / "hard_ms3_test_00015.mp4"))
-    if threshold != 0.5:  # the first view moves the run's own overlay; this one redraws
-        handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
-    view = handlers.show_run(pred, threshold=threshold, frame=0, level=0, workdir=tmp_path)
+    made = tmp_path / "pass.mp4" if threshold == 0.5 else None  # a redraw at 0.3
+    video = str(EXAMPLES / "hard_ms3_test_00015.mp4")
+    pred = run(Predictor.from_pretrained(CHECKPOINT), video, overlay=made, threshold=0.5)
+    view = handlers.show_run(
+        pred, threshold=threshold, frame=0, level=0, workdir=tmp_path, overlay=made
+    )
     got = {
         "overlay": sha256(view.video.read_bytes()),
         "audio": sha256(view.audio.read_bytes()),
@@ -444,3 +453,24 @@ def test_a_run_shows_the_recorded_overlay_audio_and_maps(threshold, tmp_path):
         "legend": sha256(view.legend.tobytes()),
     }
     assert got == want
+
+
+def test_a_stored_run_is_drawn_again_at_its_display_size(tmp_path, kit):
+    source = kit.write_clip(tmp_path / "clip.mp4", seconds=3.0, fps=8)
+    pred = handmade_prediction(source, size=(kit.width // 2, kit.height // 2))  # display size
+    out = handlers.draw_overlay(pred, tmp_path / "overlay.mp4", threshold=0.5)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (kit.width // 2, kit.height // 2)
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert container.streams.audio
+    assert len(frames) == 24
+    # left half is masked (red tint over dark grey / white), right half keeps the source colours
+    left, right = frames[12][8:24, 4:20].astype(int), frames[12][8:24, 30:44].astype(int)
+    assert (left[..., 0] - left[..., 1]).mean() > 40
+    assert abs(right[..., 0] - right[..., 1]).mean() < 10
+    pred = dataclasses.replace(pred, probs=pred.probs * 0)  # nothing segmented
+    out = handlers.draw_overlay(pred, tmp_path / "plain.mp4", threshold=0.5)
+    with av.open(str(out)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert abs(first[..., 0] - first[..., 1]).mean() < 10

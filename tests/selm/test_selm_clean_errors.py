@@ -19,8 +19,8 @@ from selm import build_selm, load_pretrained, save_pretrained
 from selm import predict as predict_cli
 from selm.config import SelMConfig
 from selm.files import DiskFullError, atomic_path, is_temporary, remove_stale_temporaries
-from selm.inference.audio_source import AudioSource
-from selm.inference.predictor import Predictor, resolve_audio
+from selm.inference.audio_source import AudioSource, resolve_audio
+from selm.inference.predictor import Predictor
 from selm.media.audio import read_audio, write_wav
 from selm.media.container import MediaError
 from selm.media.video import Clip, frame_times

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from selm import predict as predict_cli
-from selm.inference.audio_source import AudioSource
-from selm.inference.predictor import NOISE_STD, resolve_audio
+from selm.inference.audio_source import NOISE_STD, AudioSource, resolve_audio
 from selm.media.audio import write_wav
 from selm.media.container import MediaError
 from selm.media.video import Clip, frame_times

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from fake_selm import predict_with_overlay
 from torch import nn
 
 from selm.config import SelMConfig
@@ -110,7 +111,7 @@ def test_frames_are_capped_at_decode_time(tmp_path):
     assert clip.frames.shape[1] * clip.frames.shape[2] <= DEFAULT_MAX_PIXELS
     assert (clip.width, clip.height) == (1280, 720)
     assert read_video(path, max_pixels=None).frames.shape[1:3] == (1440, 2560)
-    pred = Predictor(Blank()).predict(path, audio="mute", overlay=tmp_path / "o.mp4")
+    pred = predict_with_overlay(Predictor(Blank()), path, tmp_path / "o.mp4", audio="mute")
     assert pred.frames.shape[1:3] == (720, 1280)
     with av.open(str(tmp_path / "o.mp4")) as container:
         assert (container.streams.video[0].width, container.streams.video[0].height) == (1280, 720)
@@ -144,7 +145,7 @@ def test_variable_frame_rate_overlays_keep_every_frame_time(tmp_path, suffix):
     times = [i / 20 for i in range(50)] + [2.5 + i / 4 for i in range(10)]
     source = write_media(tmp_path / f"vfr{suffix}", times=times, audio_seconds=5.0)
     out = tmp_path / f"overlay{suffix}"
-    pred = Predictor(Blank()).predict(source, overlay=out)
+    pred = predict_with_overlay(Predictor(Blank()), source, out)
     assert pred.duration == pytest.approx(5.0, abs=0.26)
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
