@@ -1,30 +1,18 @@
-"""app.handlers: runs, the illusion probe, comparisons and redraws, on a fake and a real SelM."""
+"""app.actions: runs, the illusion probe and comparisons on a fake and a real SelM; the inputs
+refused with a message; which checkpoints a visitor may load."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import av
 import numpy as np
 import pytest
 import soundfile
-from fake_selm import handmade_prediction
+from demo_runs import LIMITS, iou, run
 
-from app import handlers
-from app.handlers import AudioRequest
+from app import actions, views
+from app.actions import AudioRequest
 from app.validation import DemoError, Limits
 from selm.inference.predictor import Predictor
-
-LIMITS = Limits(max_seconds=60)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / (a | b).sum())
-
-
-def run(predictor, video, audio=None, **kw):
-    kw = {"limits": LIMITS, "max_side": 480, **kw}
-    return handlers.run_model(predictor, video, audio or AudioRequest(), **kw)
+from selm.render.maps import map_scales
 
 
 def test_run_segments_what_sounds(fake_predictor, media_dir, kit):
@@ -71,9 +59,9 @@ def test_an_uploaded_file_named_mute_is_heard(fake_predictor, media_dir, tmp_pat
     """The upload is a file whatever its name: `mute` (no extension) is its sound, not silence."""
     tone = np.sin(2 * np.pi * 300 * np.arange(16000 * 3) / 16000).astype(np.float32) * 0.2
     soundfile.write(tmp_path / "mute", tone, 16000, format="WAV")
-    info = handlers.probe_video(media_dir / "silent.mp4", LIMITS)
+    info = actions.probe_video(media_dir / "silent.mp4", LIMITS)
     request = AudioRequest("upload", upload=str(tmp_path / "mute"))
-    source = handlers.audio_for_model(request, info)
+    source = actions.audio_for_model(request, info)
     assert source.kind == "file" and source.path == tmp_path / "mute"
     pred = run(fake_predictor, media_dir / "silent.mp4", request)
     np.testing.assert_allclose(pred.waveform, tone, atol=1e-4)  # the file, as heard
@@ -102,93 +90,6 @@ def test_display_copy_shrinks_frames_and_probs(fake_predictor, media_dir, kit):
     assert all(iou(m, small_ref) > 0.85 for m in pred.masks(0.5))
 
 
-def test_show_run_writes_video_audio_maps_and_plot(fake_predictor, media_dir, tmp_path, kit):
-    pred = run(fake_predictor, media_dir / "tone.mp4")
-    view = handlers.show_run(pred, threshold=0.5, frame=1, level=0, workdir=tmp_path)
-    with av.open(str(view.video)) as container:
-        stream = container.streams.video[0]
-        assert (stream.width, stream.height) == (kit.width, kit.height)
-        assert container.streams.audio
-        assert sum(1 for _ in container.decode(stream)) == 24  # 3 s at 8 fps
-    wave, rate = soundfile.read(view.audio)
-    assert rate == 16000 and len(wave) == 3 * 16000
-    np.testing.assert_allclose(wave, pred.waveform, atol=1 / 32767)
-    captions = [c for _, c in view.maps]
-    assert len(view.maps) == 8 and captions[0].startswith("frame, second 1")
-    assert view.legend.shape[1] == 360
-    assert sum("CLEVER layer" in c for c in captions) == 3
-    assert any("DAM" in c for c in captions) and sum("BCSM" in c for c in captions) == 2
-    expected = kit.reference_masks(0.5).mean()
-    np.testing.assert_allclose(view.plot.data[0].y, expected, atol=0.02)
-    assert view.num_frames == 3 and "heard with **its own audio**" in view.summary
-    muted = handlers.show_run(
-        run(fake_predictor, media_dir / "tone.mp4", AudioRequest("mute")),
-        threshold=0.5,
-        frame=0,
-        level=0,
-        workdir=tmp_path,
-    )
-    assert "**silence (muted)**" in muted.summary and "mute audio" not in muted.summary
-    # what the reader noticed about the file reaches the visitor
-    pred.notes = ["only 1.7 s decoded, the file declares 5.0 s"]
-    noted = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
-    assert "**Note:** only 1.7 s decoded, the file declares 5.0 s" in noted.summary
-
-
-def test_show_run_reports_every_stage(fake_predictor, media_dir, tmp_path):
-    seen = []
-    pred = run(fake_predictor, media_dir / "tone.mp4")
-    handlers.show_run(
-        pred,
-        threshold=0.5,
-        frame=0,
-        level=0,
-        workdir=tmp_path,
-        progress=lambda f, m: seen.append((f, m)),
-    )
-    assert [m for _, m in seen] == [
-        "writing the overlay video",
-        "writing the audio the model heard",
-        "drawing the maps",
-        "done",
-    ]
-    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
-
-
-def test_compared_rows_line_up_when_one_model_lacks_a_map(media_dir, tmp_path, kit):
-    from selm.build import build_selm
-
-    full = run(Predictor(kit.FakeSelM()), media_dir / "tone.mp4")
-    bare = run(
-        Predictor(build_selm("selm_tiny", input_size=64, bcsm=False)), media_dir / "tone.mp4"
-    )
-    scales = handlers.map_scales([full, bare])
-    tiles, columns = handlers.condition_rows({"A": full, "B": bare}, 0, 0, 0.5, scales)
-    assert columns == 7 and len(tiles) == 14
-    assert tiles[12][1] == "B: no BCSM before in this model" and (tiles[12][0] == 255).all()
-    assert tiles[5][1].startswith("A: BCSM before")
-
-
-def test_a_model_without_bcsm_shows_no_bcsm_maps(media_dir, tmp_path):
-    from selm.build import build_selm
-
-    model = build_selm("selm_tiny", input_size=64, bcsm=False)
-    pred = run(Predictor(model), media_dir / "tone.mp4")
-    view = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
-    captions = [c for _, c in view.maps]
-    assert not any("BCSM" in c for c in captions) and any("DAM" in c for c in captions)
-
-
-def test_redraw_uses_the_stored_prediction_not_the_model(fake_predictor, media_dir, tmp_path, kit):
-    pred = run(fake_predictor, media_dir / "tone.mp4")
-    calls = fake_predictor.model.calls
-    low = handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=tmp_path)
-    high = handlers.show_run(pred, threshold=0.95, frame=0, level=0, workdir=tmp_path)
-    assert fake_predictor.model.calls == calls
-    np.testing.assert_allclose(low.plot.data[0].y, kit.reference_masks(0.5).mean(), atol=0.02)
-    np.testing.assert_allclose(high.plot.data[0].y, kit.reference_masks(0.95).mean(), atol=0.02)
-
-
 NEGATIVES = [
     ("silent", AudioRequest("mute")),
     ("white noise", AudioRequest("noise")),
@@ -209,7 +110,7 @@ def test_illusion_probe_every_negative(media_dir, tmp_path, listens, kit):
         ("an uploaded sound", AudioRequest("upload", upload=str(voice))),
     ]
     predictor = Predictor(kit.FakeSelM(listens=listens))
-    preds = handlers.probe_illusion(
+    preds = actions.probe_illusion(
         predictor, media_dir / "tone.mp4", negatives, limits=LIMITS, max_side=480
     )
     assert list(preds) == [
@@ -227,7 +128,7 @@ def test_illusion_probe_every_negative(media_dir, tmp_path, listens, kit):
         "voice.wav",
     ]
     seen = []
-    view = handlers.show_illusion(
+    view = views.show_illusion(
         preds,
         threshold=0.5,
         workdir=tmp_path,
@@ -266,25 +167,25 @@ def test_illusion_probe_every_negative(media_dir, tmp_path, listens, kit):
 
 def test_illusion_probe_needs_an_audio_track_and_a_negative(fake_predictor, media_dir):
     with pytest.raises(DemoError, match="no audio track"):
-        handlers.probe_illusion(
+        actions.probe_illusion(
             fake_predictor, media_dir / "no_audio.mp4", NEGATIVES, limits=LIMITS, max_side=480
         )
     with pytest.raises(DemoError, match="at least one negative"):
-        handlers.probe_illusion(
+        actions.probe_illusion(
             fake_predictor, media_dir / "tone.mp4", [], limits=LIMITS, max_side=480
         )
 
 
 def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     listening, deaf = Predictor(kit.FakeSelM()), Predictor(kit.FakeSelM(listens=False))
-    a, b = handlers.compare_checkpoints(
+    a, b = actions.compare_checkpoints(
         [("listens", listening), ("deaf", deaf)],
         media_dir / "tone.mp4",
         AudioRequest("mute"),
         limits=LIMITS,
         max_side=480,
     )
-    view = handlers.show_compare(a, b, ("listens", "deaf"), threshold=0.5, workdir=tmp_path)
+    view = views.show_compare(a, b, ("listens", "deaf"), threshold=0.5, workdir=tmp_path)
     area_a, area_b, agreement = (np.asarray(trace.y) for trace in view.plot.data)
     np.testing.assert_allclose(area_a, 0.0)
     np.testing.assert_allclose(area_b, kit.reference_masks(0.5).mean(), atol=0.02)
@@ -294,20 +195,11 @@ def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     assert "silence (muted)" in view.summary and view.names == ("listens", "deaf")
     assert [c.split(":")[0] for _, c in view.maps[:: view.columns]] == ["listens", "deaf"]
     # one scale for both: the BCSM bar spans both checkpoints' norms
-    scales = handlers.map_scales([a, b])
+    scales = map_scales([a, b])
     both = np.concatenate(
         [p.bcsm[0][k].ravel() for p in (a, b) for k in ("norm_before", "norm_after")]
     )
     assert scales[("bcsm", 0)] == pytest.approx((both.min(), both.max()))
-
-
-def test_mask_iou_by_hand():
-    a = np.zeros((3, 2, 2), bool)
-    b = np.zeros((3, 2, 2), bool)
-    a[0, 0] = True  # 2 pixels
-    b[0, :, 0] = True  # 2 pixels, 1 shared -> 1 / 3
-    a[1, 0, 0] = b[1, 0, 0] = True  # identical -> 1; frame 2 both empty -> 1
-    np.testing.assert_allclose(handlers.mask_iou(a, b), [1 / 3, 1.0, 1.0])
 
 
 def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, tmp_path, kit):
@@ -316,7 +208,7 @@ def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, 
     assert pred.masks(0.5).shape == (3, kit.height, kit.width)
     assert np.isfinite(pred.probs).all() and (pred.probs >= 0).all() and (pred.probs <= 1).all()
     assert len(pred.hit_maps) == 3 and len(pred.dam_maps) == 4 and len(pred.bcsm) == 4
-    view = handlers.show_run(pred, threshold=0.5, frame=2, level=3, workdir=tmp_path)
+    view = views.show_run(pred, threshold=0.5, frame=2, level=3, workdir=tmp_path)
     assert len(view.maps) == 8
     assert all(image.shape == (kit.height, kit.width, 3) for image, _ in view.maps)
 
@@ -413,15 +305,15 @@ def test_missing_audio_choices(fake_predictor, media_dir):
 
 
 def test_choose_checkpoint():
-    assert handlers.choose_checkpoint("assets/a", "  ") == "assets/a"
-    assert handlers.choose_checkpoint("assets/a", " user/repo ") == "user/repo"
+    assert actions.choose_checkpoint("assets/a", "  ") == "assets/a"
+    assert actions.choose_checkpoint("assets/a", " user/repo ") == "user/repo"
     with pytest.raises(DemoError, match="Pick a checkpoint"):
-        handlers.choose_checkpoint(None, "")
+        actions.choose_checkpoint(None, "")
 
 
 def test_public_mode_loads_only_listed_and_official_checkpoints():
     listed = {"selm-synth": "/srv/app/assets/checkpoints/selm-synth"}
-    choose = handlers.choose_checkpoint
+    choose = actions.choose_checkpoint
     assert choose("selm-synth", "", listed, allow_any=False) == listed["selm-synth"]
     assert choose(None, "selm-synth", listed, allow_any=False) == listed["selm-synth"]
     assert choose(None, "official:s4_r50", listed, allow_any=False) == "official:s4_r50"
@@ -430,47 +322,3 @@ def test_public_mode_loads_only_listed_and_official_checkpoints():
             choose("selm-synth", typed, listed, allow_any=False)
         assert "--allow-any-checkpoint" in str(err.value) and "/srv" not in str(err.value)
     assert choose(None, "../mine", listed, allow_any=True) == "../mine"  # a local researcher
-
-
-@pytest.mark.parametrize("threshold", [0.5, 0.3])
-def test_a_run_shows_the_recorded_overlay_audio_and_maps(threshold, tmp_path):
-    """selm-hard on a bundled example: the files and maps the Result tab shows, byte for byte as
-    recorded (tests/golden_outputs.py): at 0.5 the overlay the run wrote in its pass, at 0.3
-    the stored run drawn again."""
-    from golden_outputs import CHECKPOINT, EXAMPLES, expected, sha256
-
-    want = expected(f"demo hard_ms3_test_00015.mp4 {threshold}")
-    made = tmp_path / "pass.mp4" if threshold == 0.5 else None  # a redraw at 0.3
-    video = str(EXAMPLES / "hard_ms3_test_00015.mp4")
-    pred = run(Predictor.from_pretrained(CHECKPOINT), video, overlay=made, threshold=0.5)
-    view = handlers.show_run(
-        pred, threshold=threshold, frame=0, level=0, workdir=tmp_path, overlay=made
-    )
-    got = {
-        "overlay": sha256(view.video.read_bytes()),
-        "audio": sha256(view.audio.read_bytes()),
-        "maps": sha256(b"".join(np.ascontiguousarray(m).tobytes() for m, _ in view.maps)),
-        "legend": sha256(view.legend.tobytes()),
-    }
-    assert got == want
-
-
-def test_a_stored_run_is_drawn_again_at_its_display_size(tmp_path, kit):
-    source = kit.write_clip(tmp_path / "clip.mp4", seconds=3.0, fps=8)
-    pred = handmade_prediction(source, size=(kit.width // 2, kit.height // 2))  # display size
-    out = handlers.draw_overlay(pred, tmp_path / "overlay.mp4", threshold=0.5)
-    with av.open(str(out)) as container:
-        stream = container.streams.video[0]
-        assert (stream.width, stream.height) == (kit.width // 2, kit.height // 2)
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        assert container.streams.audio
-    assert len(frames) == 24
-    # left half is masked (red tint over dark grey / white), right half keeps the source colours
-    left, right = frames[12][8:24, 4:20].astype(int), frames[12][8:24, 30:44].astype(int)
-    assert (left[..., 0] - left[..., 1]).mean() > 40
-    assert abs(right[..., 0] - right[..., 1]).mean() < 10
-    pred = dataclasses.replace(pred, probs=pred.probs * 0)  # nothing segmented
-    out = handlers.draw_overlay(pred, tmp_path / "plain.mp4", threshold=0.5)
-    with av.open(str(out)) as container:
-        first = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)
-    assert abs(first[..., 0] - first[..., 1]).mean() < 10
