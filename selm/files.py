@@ -1,8 +1,8 @@
-"""Writing files so that a reader never sees half of one: `atomic_path(path)` /
-`atomic_write(path, write)` write a temporary file beside `path` and rename it into place only
-when the write succeeded; a full disk is a `DiskFullError` ("no space left on <folder>");
-`remove_stale_temporaries(folder)` removes the temporaries a killed writer left behind. Every
-file selm, the demo and training write goes through here."""
+"""Writing files so that a reader never sees half of one: `atomic_path(path)`,
+`atomic_write(path, write)` and `write_text(path, text)` write a temporary file beside `path`
+and rename it into place only when the write succeeded; a full disk is a `DiskFullError` ("no
+space left on <folder>"); `remove_stale_temporaries(folder)` removes the temporaries a killed
+writer left behind. Every file selm, the demo and training write goes through here."""
 
 from __future__ import annotations
 
@@ -126,3 +126,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """`text` into `path` (UTF-8), atomically: a reader sees the old file or the whole new one."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from selm.files import write_text
 from selm.weights.checkpoint import CARD_NAME, EVALUATION_NAME
 from train.config import load_config
 from train.run_shipped import finished
@@ -77,7 +78,7 @@ def child(argv: list[str]) -> int:
     numbers of run_dir/best on test_root, written atomically to stats_json. Timings go to
     run_dir/timing.json."""
     from train.__main__ import main as train_main
-    from train.compare import _write_text, clip_stats
+    from train.compare import clip_stats
 
     run_dir, test_root, out_json, device, *train = argv
     timing_path = Path(run_dir) / "timing.json"
@@ -86,14 +87,14 @@ def child(argv: list[str]) -> int:
         start = time.monotonic()
         code = train_main(train)
         timing["train_s"] = round(time.monotonic() - start, 1)
-        _write_text(timing_path, json.dumps(timing) + "\n")
+        write_text(timing_path, json.dumps(timing) + "\n")
         if code != 0 or not finished(Path(run_dir)):
             return code or 3
     start = time.monotonic()
     stats = clip_stats(str(Path(run_dir) / "best"), test_root, "ms3", device=device)
-    _write_text(Path(out_json), json.dumps(stats) + "\n")
+    write_text(Path(out_json), json.dumps(stats) + "\n")
     timing["eval_s"] = round(time.monotonic() - start, 1)
-    _write_text(timing_path, json.dumps(timing) + "\n")
+    write_text(timing_path, json.dumps(timing) + "\n")
     return 0
 
 
@@ -415,7 +416,7 @@ def ship(
     """Copy seed 0 of the default and of the k most different siblings into DEST (model card,
     evaluation.json) and write DEST/README.md with the whole table; returns the shipped names,
     the default first."""
-    from train.compare import _cell, _write_text
+    from train.compare import cell
 
     by_name = {c.stem: c for c in configs}
     chosen = [DEFAULT, *choose_siblings(result, k)]
@@ -428,11 +429,11 @@ def ship(
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         row = evaluation_row(result, name)
-        _write_text(tmp / EVALUATION_NAME, json.dumps(row, indent=1) + "\n")
+        write_text(tmp / EVALUATION_NAME, json.dumps(row, indent=1) + "\n")
         diff = config_difference(by_name[name], by_name[DEFAULT])
-        _write_text(
+        write_text(
             tmp / CARD_NAME,
-            model_card(name, row, diff, record, timings.get(f"{name}/seed0", {}), _cell),
+            model_card(name, row, diff, record, timings.get(f"{name}/seed0", {}), cell),
         )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -460,7 +461,7 @@ def ship(
         summary.split("\n", 2)[2] if summary.startswith("# ") else summary,
         empty_baseline(Path(result["test_root"])),
     ]
-    _write_text(dest / "README.md", "\n".join(index))
+    write_text(dest / "README.md", "\n".join(index))
     return chosen
 
 

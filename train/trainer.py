@@ -27,6 +27,7 @@ from selm.files import remove_stale_temporaries
 from selm.losses import selm_loss
 from selm.weights.checkpoint import save_pretrained
 from selm.weights.resolve import load_pretrained
+from train.batch import autocast, to_device
 from train.config import TrainConfig, save_config
 from train.data import build_dataset, write_vggish_cache
 from train.data.datasets import vggish_cache_path
@@ -42,8 +43,8 @@ from train.distributed import (
     resolve_device,
     wrap_ddp,
 )
-from train.evaluate import autocast, best_metric_name, evaluate_model, to_device
 from train.run_state import RunLog, capture_rng, load_state, restore_rng, save_state, seed_all
+from train.scoring import best_metric_name, evaluate_model
 
 # TrainConfig fields a resumed run must keep: the weights, the optimizer state and the position
 # in the epoch (step_in_epoch x batch_size samples of the seeded order) were made with them

@@ -15,7 +15,9 @@ from selm.config import get_config
 from selm.metrics import IllusionMeter, illusion_score
 from selm.weights.checkpoint import save_pretrained
 from selm.weights.resolve import load_pretrained
-from train.evaluate import binary_view, build_eval_dataset, evaluate_checkpoint, predict_logits
+from train.batch import binary_view, predict_logits
+from train.data import build_dataset
+from train.evaluate import evaluate_checkpoint
 from train.evaluate import main as evaluate_main
 from train.run_family import (
     DEFAULT,
@@ -87,7 +89,7 @@ def test_comparison_table_from_three_tiny_checkpoints(tiny, capsys):
         }
     for path in (a, b):  # FPR under the real audio: the pooled IllusionMeter against the GT
         model = load_pretrained(path)
-        data_set = build_eval_dataset("ms3", data, "test", model.config)
+        data_set = build_dataset("ms3", data, "test", config=model.config)
         meter = IllusionMeter()
         for batch in DataLoader(data_set, batch_size=2):
             fg, gt = binary_view(predict_logits(model, batch, torch.device("cpu")), batch["masks"])
