@@ -21,16 +21,13 @@ _SETTINGS = {
 }
 
 
-def model_card(*, source: dict, config: SelMConfig) -> str:
-    """The card's text for a checkpoint converted from `source` (selm.weights.release)."""
+def _front_matter(source: dict) -> str:
+    """The card's YAML front matter: licence, tags and, for a published model, its paper
+    numbers as a model-index."""
     setting, backbone = source["setting"], source["backbone"]
     dataset, m1, m2 = _SETTINGS[setting]
-    title = (
-        f"SelM ({BACKBONE_NAMES[backbone]}, {setting.upper()}), converted from the authors' release"
-    )
-    has_paper = "paper_mj" in source
     index = ""
-    if has_paper:
+    if "paper_mj" in source:
         index = (
             "model-index:\n"
             f"- name: selm-{setting}-{backbone}\n"
@@ -45,7 +42,7 @@ def model_card(*, source: dict, config: SelMConfig) -> str:
             f"    - {{type: {m1}, value: {source['paper_mj']}, name: {m1} (paper)}}\n"
             f"    - {{type: {m2}, value: {source['paper_mf']}, name: {m2} (paper)}}\n"
         )
-    front = (
+    return (
         "---\n"
         "library_name: selm\n"
         "license: other\n"
@@ -54,6 +51,16 @@ def model_card(*, source: dict, config: SelMConfig) -> str:
         "tags: [audio-visual-segmentation, selm, avsbench, pytorch]\n"
         "pipeline_tag: image-segmentation\n" + index + "---\n"
     )
+
+
+def model_card(*, source: dict, config: SelMConfig) -> str:
+    """The card's text for a checkpoint converted from `source` (selm.weights.release)."""
+    setting, backbone = source["setting"], source["backbone"]
+    dataset, m1, m2 = _SETTINGS[setting]
+    title = (
+        f"SelM ({BACKBONE_NAMES[backbone]}, {setting.upper()}), converted from the authors' release"
+    )
+    has_paper = "paper_mj" in source
     origin = source.get("spec") or source["file"]
     paper = (
         f"The paper reports **{m1} {source['paper_mj']} / {m2} {source['paper_mf']}** on "
@@ -101,7 +108,7 @@ VGGish: {source["vggish"]}.
   sequence). Off by default (`release_batch_gates: false`, each clip on its own);
   `--release-protocol` emulates it for published-number comparisons.
 """
-    return front + body
+    return _front_matter(source) + body
 
 
 def _drive(source: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from selm.files import atomic_write
 from selm.transforms.frames import normalize
@@ -260,3 +260,20 @@ def write_vggish_cache(dataset: AVSDataset, vggish, cache: str | os.PathLike | N
         emb = emb.float().cpu().clone()
         atomic_write(vggish_cache_path(cache, rec), lambda tmp, emb=emb: torch.save(emb, tmp))
     return cache
+
+
+def seeded_loader(
+    dataset, batch_size: int, sampler, num_workers: int, pin_memory: bool, seed: int
+) -> DataLoader:
+    """A DataLoader in `sampler`'s order whose workers draw from their own generator, seeded
+    with `seed` (never the global one), kept alive across epochs."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
