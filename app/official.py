@@ -11,7 +11,7 @@ import logging
 
 from app.state import PredictorPool
 from app.validation import DemoError
-from selm.weights.cache import Progress
+from selm.runtime import Progress
 from selm.weights.checkpoint import CheckpointError
 from selm.weights.release import REGISTRY, is_release_spec, resolve_release
 

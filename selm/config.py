@@ -1,4 +1,4 @@
-"""SelM configuration: one dataclass tree, presets by name (SPEC §1-§9).
+"""SelM configuration: one dataclass tree, presets by name (docs/model.md).
 
 YAML files and `--set key=value` only select a preset and override fields; an unknown key is an
 error that names the key, and every value is checked against its field's type (`coerce`, also
@@ -92,7 +92,7 @@ class SelMConfig:
     """The architecture and its losses. Weight files are not part of it: the builder takes them
     (`selm.build.build_selm(config, backbone_weights=..., vggish_weights=...)`)."""
 
-    # --- inputs (SPEC §1) ---
+    # --- inputs (docs/model.md, section 'Inputs') ---
     backbone: str = "resnet50"  # any timm model whose stages run one by one (resnet*, pvt_v2_*)
     input_size: int = 224  # frames are resized to input_size x input_size
     output_size: int | None = None  # logits side; None -> input_size (the release: always 224)
@@ -106,11 +106,11 @@ class SelMConfig:
     num_tokens: int = 2  # K, CLEVER's learnable tokens
     num_classes: int = 1  # 1: binary (S4/MS3); 71: AVSS semantic
     dropout: float = 0.1
-    # --- early fusion (SPEC §3) ---
+    # --- early fusion (docs/model.md, section 'Encoder and DAM') ---
     fusion: str = "dam"
     dam_variant: str = "paper"  # "official" reproduces the released block (checkpoints load)
     dam_direction: str = "both"
-    # --- BCSM (SPEC §5) ---
+    # --- BCSM (docs/model.md, section 'BCSM') ---
     bcsm: bool = True
     bcsm_direction: str = "both"
     bcsm_depth: int = 3  # Mamba blocks per stack; 4 levels x 2 stacks x depth blocks
@@ -118,7 +118,7 @@ class SelMConfig:
     mamba_d_state: int = 16
     mamba_d_conv: int = 4
     mamba_expand: int = 2
-    # --- CLEVER decoder (SPEC §6) ---
+    # --- CLEVER decoder (docs/model.md, section 'CLEVER') ---
     decoder: str = "clever"
     clever_cross_attention: str = "both"
     pos_grid: tuple[int, int, int] | None = None  # positional-embedding grid sides of the 3 layers;
@@ -130,7 +130,7 @@ class SelMConfig:
     gumbel_at_eval: bool = False  # the release adds Gumbel noise at test time; off = deterministic
     release_batch_gates: bool = False  # BCSM gates in the release's batch order (mixes clips at
     # B >= 2; docs/official.md); off = each clip on its own
-    # --- loss (SPEC §7) ---
+    # --- loss (docs/model.md, section 'Losses') ---
     loss: str = "bce+dice+aux"
     aux_weights: tuple[float, float, float] = (0.001, 0.01, 0.1)
 

@@ -1,4 +1,4 @@
-"""The demo's family example (issue 10): one hard AVS-Synth test clip on which the default and a
+"""The demo's family example: one hard AVS-Synth test clip on which the default and a
 shipped sibling differ most, written as an mp4 with its audio and described in one line.
 
 The clip is chosen by a fixed rule over the per-clip numbers of the evaluation, never by eye:

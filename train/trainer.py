@@ -1,6 +1,7 @@
-"""The training loop (SPEC §10): AdamW, autocast on CUDA, clipping, validation every epoch, the
-best checkpoint by M_J (`RUN_DIR/best/`, `save_pretrained` layout) and the last training state
-(`RUN_DIR/last.pt`), from which `--resume` continues exactly where the run stopped.
+"""The training loop (docs/model.md, section 'Training recipe'): AdamW, autocast on CUDA,
+clipping, validation every epoch, the best checkpoint by M_J (`RUN_DIR/best/`, `save_pretrained`
+layout) and the last training state (`RUN_DIR/last.pt`), from which `--resume` continues exactly
+where the run stopped.
 
 Run directory: `config.yaml` (the resolved config), `last.pt`, `best/`, `metrics.jsonl` (one JSON
 record a line: `event` train | val | stop), `tb/` (TensorBoard scalars). A run that starts removes

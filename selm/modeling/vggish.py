@@ -1,4 +1,5 @@
-"""VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (SPEC §1).
+"""VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (docs/model.md, section
+'Inputs').
 
 `official` is the architecture of Google's VGGish as ported to PyTorch by torchvggish, with the
 same parameter names, so its release file `vggish-10086976.pth` loads strictly

@@ -1,4 +1,4 @@
-"""VGGish's log-mel front end (SPEC §1) on torchaudio.
+"""VGGish's log-mel front end (docs/model.md, section 'Inputs') on torchaudio.
 
 16 kHz mono -> 25 ms periodic-Hann frames every 10 ms -> |FFT 512| -> 64 HTK mel bands
 (125-7500 Hz) -> log(mel + 0.01) -> non-overlapping 0.96 s examples of 96 x 64.
@@ -104,7 +104,8 @@ class BlockResampler:
     ~215 MB of temporaries in one call). Each block is resampled by torchaudio with `context`
     input samples of the real signal on both sides, aligned to the resampler's period, and only
     its own outputs are kept; the result equals resampling the whole signal at once to float
-    rounding (the FIR sees the same samples; tests/selm/test_audio.py), and has its length.
+    rounding (the FIR sees the same samples; tests/selm/transforms/test_log_mel.py), and has
+    its length.
     """
 
     LOWPASS_WIDTH, ROLLOFF = 6, 0.99  # torchaudio.functional.resample's defaults

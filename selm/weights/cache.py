@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-Progress = Callable[[float, str], object]  # (fraction in [0, 1], message)
+from selm.runtime import Progress
 
 HOME_ENV = "SELM_HOME"
 OFFLINE_ENV = "SELM_OFFLINE"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selm.presets import BACKBONE_NAMES, official_preset_name
+from selm.runtime import Progress
 from selm.weights.cache import (
     DownloadError,
-    Progress,
     check_torch_file,
     checkpoints_dir,
     downloads_dir,

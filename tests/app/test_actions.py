@@ -202,7 +202,7 @@ def test_compare_two_checkpoints(media_dir, tmp_path, kit):
     assert scales[("bcsm", 0)] == pytest.approx((both.min(), both.max()))
 
 
-def test_real_tiny_model_runs_through_the_handlers(tiny_checkpoints, media_dir, tmp_path, kit):
+def test_real_tiny_model_runs_through_the_actions(tiny_checkpoints, media_dir, tmp_path, kit):
     predictor = Predictor.from_pretrained(tiny_checkpoints[0])
     pred = run(predictor, media_dir / "tone.mp4")
     assert pred.masks(0.5).shape == (3, kit.height, kit.width)

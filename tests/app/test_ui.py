@@ -273,7 +273,7 @@ def test_gpu_decorator_only_with_the_spaces_package(monkeypatch, app_main):
     assert app_main.gpu_decorator() == ("decorator", 120)
 
 
-def test_limits_reach_the_handlers(isolated_tmp, media_dir, kit):
+def test_limits_reach_the_actions(isolated_tmp, media_dir, kit):
     demo = make_demo(kit, limits=Limits(max_seconds=5))
     with pytest.raises(gr.Error, match="up to 5 s"):
         run_event(demo, media_dir / "seven_seconds.mp4")

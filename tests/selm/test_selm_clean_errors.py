@@ -1,4 +1,4 @@
-"""Bad input and faults on the `selm` side (issue 11): refused with a message that says what is
+"""Bad input and faults on the `selm` side: refused with a message that says what is
 wrong, never a silently wrong result, a traceback or a partial file."""
 
 import errno

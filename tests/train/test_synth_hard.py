@@ -1,4 +1,4 @@
-"""AVS-Synth `--difficulty hard` (issue 10): determinism, the sampling rules, the per-second GT
+"""AVS-Synth `--difficulty hard`: determinism, the sampling rules, the per-second GT
 rule on hand-built clips with sub-second spans, camera pan, occlusion, swapped partners."""
 
 import json

@@ -1,4 +1,5 @@
-"""AVSBench loaders (S4, MS3, AVSS) that read AVSBench and AVS-Synth alike (SPEC §11).
+"""AVSBench loaders (S4, MS3, AVSS) that read AVSBench and AVS-Synth alike (docs/model.md,
+section 'Data layouts').
 
 Each item is a dict:
   frames      (T, 3, S, S) float32, ImageNet-normalised; padded frames are 0

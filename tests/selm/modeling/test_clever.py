@@ -1,4 +1,5 @@
-"""CLEVER decoder (SPEC §6): shapes, gradients, float64 references, switches, release layout."""
+"""CLEVER decoder (docs/model.md, section 'CLEVER'): shapes, gradients, float64 references,
+switches, release layout."""
 
 import math
 import os
