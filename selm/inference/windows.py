@@ -1,6 +1,6 @@
 """Inference as a stream of windows: the predictor yields each window's result as soon as the
-window is decoded and run, and consumers (an overlay writer, a collector that builds the
-`Prediction`) take it from there, as sam2's `propagate_in_video` yields each frame's masks.
+window is decoded and run, and consumers take it from there: an overlay writer that draws and
+encodes it (selm.render.overlay), `Prediction.from_windows` that keeps what a prediction holds.
 
 A video of n seconds runs in windows of T = cfg.num_frames seconds, as the model was trained:
 each window's audio is cut from its own seconds and turned into T log-mel examples

@@ -1,3 +1,6 @@
+"""selm.weights.checkpoint: saving and loading strictly, broken files refused with a clear
+error, the shipped checkpoints unchanged."""
+
 import json
 from pathlib import Path
 
@@ -26,13 +29,6 @@ def test_round_trip_gives_identical_outputs(saved):
     frames, audio = torch.randn(1, 2, 3, 64, 64), torch.randn(1, 2, 1, 96, 64)
     with torch.no_grad():
         assert torch.equal(model(frames, audio).logits, again(frames, audio).logits)
-
-
-def test_not_a_checkpoint_directory(tmp_path):
-    with pytest.raises(CheckpointError, match="not a SelM checkpoint directory"):
-        load_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_pretrained(tmp_path / "missing")
 
 
 def test_corrupted_weights_give_clear_error(saved, tmp_path):
@@ -64,12 +60,6 @@ def test_bad_config_json(saved, tmp_path):
     (tmp_path / WEIGHTS_NAME).write_bytes((path / WEIGHTS_NAME).read_bytes())
     with pytest.raises(CheckpointError, match="not a valid SelM config"):
         load_pretrained(tmp_path)
-
-
-def test_hub_id_offline_fails_clearly(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="Hugging Face Hub"):
-        load_pretrained("someone/selm-nonexistent")
 
 
 def test_failed_save_leaves_previous_checkpoint_intact(saved, tmp_path, monkeypatch):
