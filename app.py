@@ -47,48 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_EXAMPLES,
         help="folder of example clips (default: %(default)s)",
     )
-    parser.add_argument(
-        "--max-seconds",
-        type=float,
-        default=60.0,
-        help="longest clip accepted, in seconds (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=1920 * 1080,
-        help="largest frame accepted, W x H pixels (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-side",
-        type=int,
-        default=480,
-        help="longest side of the videos and maps shown (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-upload-mb",
-        type=float,
-        default=50.0,
-        help="largest file a visitor may upload, in MB (default: %(default)s)",
-    )
+    _limit_flags(parser)
     parser.add_argument(
         "--allow-any-checkpoint",
         action="store_true",
         help="let users load any checkpoint directory or Hub repo they type (your own machine "
         "only; without it only the listed checkpoints and official:NAME load)",
-    )
-    parser.add_argument(
-        "--session-mb",
-        type=float,
-        default=1024.0,
-        help="memory for all sessions' results kept for redrawing, in MB; the least recently "
-        "used are dropped first (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--session-ttl",
-        type=float,
-        default=3600.0,
-        help="seconds a session's results are kept after their last use (default: %(default)s)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -117,6 +81,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    """What visitors may send and what the app keeps for them."""
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="longest clip accepted, in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=1920 * 1080,
+        help="largest frame accepted, W x H pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=480,
+        help="longest side of the videos and maps shown (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        help="largest file a visitor may upload, in MB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-mb",
+        type=float,
+        default=1024.0,
+        help="memory for all sessions' results kept for redrawing, in MB; the least recently "
+        "used are dropped first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=3600.0,
+        help="seconds a session's results are kept after their last use (default: %(default)s)",
+    )
+
+
 def gpu_decorator():
     """`spaces.GPU` on Hugging Face ZeroGPU, else None (the package is absent elsewhere)."""
     try:
@@ -141,16 +146,33 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["GRADIO_TEMP_DIR"] = str(cache.reset() / "gradio")
     except ValueError as err:
         sys.exit(f"error: {err}")
+    settings, pool, default_spec, device = load(args, cache)
 
+    from app.ui import build_demo
+
+    demo = build_demo(settings, pool)
+    log.info(
+        "model %s on %s, %d examples; ready in %.1f s",
+        default_spec,
+        device,
+        len(settings.examples),
+        time.perf_counter() - start,
+    )
+    serve(demo, args, cache)
+
+
+def load(args: argparse.Namespace, cache):
+    """The demo's settings and predictor pool, with the default model loaded (and warmed up)
+    -> (settings, pool, the default's spec, the device)."""
     import torch
 
     from app.examples import find_checkpoints, find_examples
     from app.official import with_official
+    from app.settings import DemoSettings
     from app.state import PredictorPool, ResultStore
-    from app.ui import DemoSettings, build_demo
     from app.validation import Limits
-    from selm.checkpoint import CheckpointError
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
+    from selm.weights.checkpoint import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoints = find_checkpoints(args.checkpoint, DEFAULT_CHECKPOINT)
@@ -186,14 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         store=ResultStore(max_bytes=int(args.session_mb * 2**20), ttl=args.session_ttl),
         cache_dir=cache.path / "requests",
     )
-    demo = build_demo(settings, pool)
-    log.info(
-        "model %s on %s, %d examples; ready in %.1f s",
-        default_spec,
-        device,
-        len(settings.examples),
-        time.perf_counter() - start,
-    )
+    return settings, pool, default_spec, device
+
+
+def serve(demo, args: argparse.Namespace, cache) -> None:
+    """Launch until Ctrl-C or SIGTERM; the cache folder is emptied whatever happens."""
 
     def stop(signum, frame):  # SIGTERM (a Space stopping, `kill`): leave through the finally
         raise SystemExit(0)
@@ -211,15 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         demo.close()
         cache.clear()
-        log.info("stopped; cache folder %s emptied", cache.path)
+        logging.getLogger("selm.demo").info("stopped; cache folder %s emptied", cache.path)
 
 
 def warm_up(predictor) -> None:
     """One second of grey frames and silence, so the first user does not pay for lazy setup."""
     import numpy as np
 
-    from selm.audio import SAMPLE_RATE
-    from selm.media import FRAME_OFFSET, Clip
+    from selm.media.video import FRAME_OFFSET, Clip
+    from selm.transforms.log_mel import SAMPLE_RATE
 
     size = predictor.config.input_size
     clip = Clip(

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from selm.checkpoint import EVALUATION_NAME
+from selm.weights.checkpoint import CARD_NAME, CONFIG_NAME, EVALUATION_NAME, is_checkpoint
+from selm.weights.release import OFFICIAL_PREFIX
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 DESCRIPTIONS_FILE = "examples.json"
-CHECKPOINT_FILES = ("config.json", "model.safetensors")
-OFFICIAL_PREFIX = "official:"  # the authors' published checkpoints, e.g. official:s4_r50
 
 NO_EVALUATION = "no evaluation recorded"
 
@@ -88,10 +87,6 @@ def find_examples(directory: str | os.PathLike) -> list[Example]:
     ]
 
 
-def is_checkpoint_dir(path: str | os.PathLike) -> bool:
-    return all((Path(path) / name).is_file() for name in CHECKPOINT_FILES)
-
-
 def find_checkpoints(given: list[str] | None, default: str | os.PathLike) -> dict[str, str]:
     """Checkpoints for the pickers as {label: dir or Hub repo id}, the default first.
 
@@ -103,7 +98,7 @@ def find_checkpoints(given: list[str] | None, default: str | os.PathLike) -> dic
     else:
         default = Path(default)
         siblings = (
-            sorted(p for p in default.parent.iterdir() if p.is_dir() and is_checkpoint_dir(p))
+            sorted(p for p in default.parent.iterdir() if p.is_dir() and is_checkpoint(p))
             if default.parent.is_dir()
             else []
         )
@@ -236,9 +231,9 @@ def checkpoint_info(spec: str, name: str | None = None) -> CheckpointInfo:
             return {}
         return data if isinstance(data, dict) else {}
 
-    config = load_json(folder / "config.json") if folder.is_dir() else {}
+    config = load_json(folder / CONFIG_NAME) if folder.is_dir() else {}
     evaluation = load_json(folder / EVALUATION_NAME) if folder.is_dir() else {}
-    card = _front_matter(folder / "README.md") if folder.is_dir() else {}
+    card = _front_matter(folder / CARD_NAME) if folder.is_dir() else {}
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
     model = config.get("config") if isinstance(config.get("config"), dict) else {}
     size = model.get("input_size")

@@ -1,6 +1,6 @@
 """The authors' six published SelM models in the demo: listed next to ours, fetched on first pick.
 
-Picking one downloads and converts it once (selm.official_release, with the progress shown in the
+Picking one downloads and converts it once (selm.weights.release, with the progress shown in the
 UI), then loads it into the shared pool. Offline, or when Google Drive refuses, the pick gets a
 message saying why and what to do; every other checkpoint keeps working.
 """
@@ -11,9 +11,9 @@ import logging
 
 from app.state import PredictorPool
 from app.validation import DemoError
-from selm.checkpoint import CheckpointError
-from selm.downloads import Progress
-from selm.official_release import REGISTRY, is_release_spec, resolve_release
+from selm.runtime import Progress
+from selm.weights.checkpoint import CheckpointError
+from selm.weights.release import REGISTRY, is_release_spec, resolve_release
 
 log = logging.getLogger("selm.demo")
 

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import av
 
-from selm.media import over_limit, unreadable_message
+from selm.media.container import (
+    declared_seconds,
+    measured_seconds,
+    over_limit,
+    unreadable_message,
+)
 
 # an absolute path in a message: shown as its file name (messages reach visitors)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~])(?:/[^\s'\"/:,;()\[\]]+)+/([^\s'\"/:,;()\[\]]*)")
@@ -70,23 +75,6 @@ def _open(path: str | os.PathLike, what: str):
         raise DemoError(scrub_paths(message)) from err
 
 
-def _stream_seconds(container, stream) -> float:
-    """Duration of `stream` in seconds: from the headers, else from the last packet's end."""
-    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
-    end = 0.0
-    try:
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.time_base is not None:
-                span = (packet.pts + (packet.duration or 0)) * packet.time_base
-                end = max(end, float(span))
-    except av.FFmpegError:
-        pass  # a truncated file: keep what was readable
-    return end
-
-
 def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
     """Check a video against `limits`; DemoError says what is wrong with it."""
     if path is None or str(path) == "":
@@ -102,17 +90,10 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or 0
         has_audio = bool(container.streams.audio)
-        duration = _stream_seconds(container, stream)
+        duration = measured_seconds(container, stream)
         # every stream and the container count against the limit (a 5-s video can carry a
         # 30-min audio track); headers only, nothing is decoded
-        declared = [
-            float(s.duration * s.time_base)
-            for s in container.streams
-            if s.duration is not None and s.time_base is not None
-        ]
-        if container.duration is not None:
-            declared.append(container.duration / av.time_base)
-        longest = max([duration, *declared])
+        longest = max([duration, *declared_seconds(container).values()])
     if width <= 0 or height <= 0:
         raise DemoError(f"{_name(path)!r} has no decodable frames; upload another video.")
     if width * height > limits.max_pixels:
@@ -126,7 +107,7 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
             f"{_name(path)!r} has a duration of zero (no frame to look at); upload a video "
             "with at least one frame."
         )
-    if over_limit(longest, limits.max_seconds):  # the slack selm.media reads with
+    if over_limit(longest, limits.max_seconds):  # the slack selm.media.video reads with
         what = "lasts" if longest == duration else "holds a stream that lasts"
         raise DemoError(
             f"{_name(path)!r} {what} {longest:.1f} s; this demo runs clips up to "

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selm.settings import SETTINGS  # noqa: E402
+from selm.presets import SETTINGS  # noqa: E402
 from train.data import build_dataset  # noqa: E402
 from train.synth import generate, split_sizes  # noqa: E402
 

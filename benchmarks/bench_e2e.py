@@ -1,5 +1,5 @@
 """End-to-end speed on CPU: clips generated on the fly (testsrc2 + a 440 Hz tone, H.264 + AAC)
-through the Predictor, the CLI and the demo's handlers.
+through the Predictor, the CLI and the demo's actions.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_e2e.py --seconds 5 60 300 \
         --out benchmarks/results/e2e_cpu.json [--code OTHER_CHECKOUT --label before]
@@ -12,10 +12,10 @@ between the two are measured on the same machine, minutes apart.
 
 Cases: `predictor` (Predictor.predict, overlay written: in the same pass where the code can,
 else with render.write_overlay_video), `overlay` (decoding the clip to RGB, then
-write_overlay_video for a prediction already made, in one process: the issue's "overlay at
-most 3x decoding" ratio), `cli` (python -m selm.predict, a fresh interpreter), `startup`
+write_overlay_video for a prediction already made, in one process: the "overlay at most 3x
+decoding" ratio), `cli` (python -m selm.predict, a fresh interpreter), `startup`
 (imports, model load and the first progress report of the CLI's pipeline), `demo`
-(app.handlers.run_model + show_run at the demo's 480 px); on request `predictor-thumbnails`
+(app.actions.run_model + app.views.show_run at the demo's 480 px); on request `predictor-thumbnails`
 (the predictor case keeping 160-px sampled frames, as the CLI does).
 """
 
@@ -81,15 +81,31 @@ def _rss_mb() -> float:
 
 
 def _predict(predictor, clip: Path, overlay: Path, progress=None, **options):
-    """The code's fastest way to a prediction + overlay video."""
+    """The code's fastest way to a prediction + overlay video: the predictor's windows drawn
+    and encoded in the same pass where it yields them; in older trees predict(overlay=), or a
+    prediction drawn again."""
+    if hasattr(predictor, "windows"):
+        from selm.inference.prediction import Prediction
+        from selm.render.overlay import OverlayVideo
+
+        windows = predictor.windows(str(clip), progress=progress, video_frames=True, **options)
+        with OverlayVideo(overlay) as writer:
+            return Prediction.from_windows(windows, writer.add)
     params = inspect.signature(predictor.predict).parameters
     if "overlay" in params:
         return predictor.predict(str(clip), overlay=overlay, progress=progress, **options)
-    from selm.render import write_overlay_video
-
     pred = predictor.predict(str(clip), progress=progress)
-    write_overlay_video(pred, overlay)
+    _redraw()(pred, overlay)
     return pred
+
+
+def _redraw():
+    """write_overlay_video, wherever the checkout keeps it."""
+    try:
+        from selm.render.overlay import write_overlay_video
+    except ImportError:  # older trees
+        from selm.render import write_overlay_video
+    return write_overlay_video
 
 
 def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
@@ -111,7 +127,7 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
             yield_idle_threads()
         except ImportError:
             pass
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
 
     if case == "startup":
         import selm.predict  # noqa: F401  (what the CLI imports)
@@ -141,8 +157,7 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
     elif case == "overlay":
         import av
 
-        from selm.render import write_overlay_video
-
+        write_overlay_video = _redraw()
         pred = predictor.predict(str(clip))
         begin = time.perf_counter()
         with av.open(str(clip)) as container:
@@ -157,15 +172,22 @@ def worker(case: str, clip: Path, checkpoint: Path, work: Path) -> dict:
         row["overlay_over_decode"] = row["overlay_s"] / row["decode_rgb_s"]
     elif case == "demo":
         sys.path.insert(0, str(Path(sys.modules["selm"].__file__).parents[1]))
-        from app import handlers
         from app.validation import Limits
 
+        try:
+            from app import actions, views
+        except ImportError:  # older trees: app.handlers ran and showed
+            from app import handlers as actions
+
+            views = actions
+        # the overlay written in the predicting pass, where the demo does so
+        kw = {"overlay": work / "pass.mp4"} if hasattr(actions, "overlay_paths") else {}
         begin = time.perf_counter()
         limits = Limits(max_seconds=3600.0, max_pixels=1920 * 1080)
-        pred = handlers.run_model(
-            predictor, str(clip), handlers.AudioRequest(), limits=limits, max_side=480
+        pred = actions.run_model(
+            predictor, str(clip), actions.AudioRequest(), limits=limits, max_side=480, **kw
         )
-        handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=work)
+        views.show_run(pred, threshold=0.5, frame=0, level=0, workdir=work, **kw)
         row["wall_s"] = time.perf_counter() - begin
     row["peak_rss_mb"] = _rss_mb()
     return row

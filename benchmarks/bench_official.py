@@ -44,7 +44,7 @@ def peak_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 def write_clip(path: Path, seconds: int, size=(320, 240), fps: int = 10) -> Path:
     """A moving bright square over a dark background, with a 440 Hz tone."""
-    from selm.writer import open_writer
+    from selm.media.writer import open_writer
 
     width, height = size
     with open_writer(path, size=size, fps=fps, sample_rate=16000) as out:
@@ -71,8 +71,8 @@ def worker(model: str, seconds: list[int], workdir: Path) -> dict:
     from app import handlers
     from app.validation import Limits
     from selm.build import build_selm
-    from selm.checkpoint import save_pretrained
-    from selm.predictor import Predictor
+    from selm.inference.predictor import Predictor
+    from selm.weights.checkpoint import save_pretrained
 
     torch.manual_seed(0)
     checkpoint = workdir / model
@@ -84,12 +84,20 @@ def worker(model: str, seconds: list[int], workdir: Path) -> dict:
         limits = Limits(max_seconds=60)
 
         def click(clip=clip, limits=limits, n=n):
-            pred = handlers.run_model(
-                predictor, clip, handlers.AudioRequest(), limits=limits, max_side=480
-            )
             out = workdir / f"demo_{model}_{n}"
             out.mkdir(exist_ok=True)
-            return handlers.show_run(pred, threshold=0.5, frame=0, level=0, workdir=out)
+            overlay = out / "overlay.mp4"  # written in the predicting pass, as the demo does
+            pred = handlers.run_model(
+                predictor,
+                clip,
+                handlers.AudioRequest(),
+                limits=limits,
+                max_side=480,
+                overlay=overlay,
+            )
+            return handlers.show_run(
+                pred, threshold=0.5, frame=0, level=0, workdir=out, overlay=overlay
+            )
 
         _, wall, cpu = measure(click)
         rows.append(dict(model=model, seconds=n, path="demo", wall_s=wall, cpu_s=cpu))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What issue 14 (speed) asks of a lent GPU, in one call; results land in $OUT as they are made:
+# The speed checks a lent GPU runs, in one call; results land in $OUT as they are made:
 #   1. the CUDA tests: kernel vs pure scan within 1e-5, our Mamba vs mamba_ssm (pytest -m gpu)
 #   2. the forward of each preset at B = 1 and 4 clips, eager and through torch.compile
 #      ("reduce-overhead": CUDA graphs), full vs backbone-only, kernel and pure scan, and one

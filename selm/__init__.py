@@ -25,9 +25,9 @@ _LAZY = {
     "build_selm": "selm.build",
     "SelM": "selm.modeling.model",
     "SelMOutput": "selm.modeling.model",
-    "save_pretrained": "selm.checkpoint",
-    "load_pretrained": "selm.checkpoint",
-    "Predictor": "selm.predictor",
+    "save_pretrained": "selm.weights.checkpoint",
+    "load_pretrained": "selm.weights.resolve",
+    "Predictor": "selm.inference.predictor",
 }
 
 

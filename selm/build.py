@@ -1,7 +1,7 @@
 """The builder: construct a SelM (no I/O), then load the weight sources it is given.
 
 Modules never read files (`selm.modeling`); weights reach a model only here, or from a checkpoint
-(`selm.checkpoint.load_pretrained`), so a saved `config.json` never names a weight file.
+(`selm.weights.resolve.load_pretrained`), so a saved `config.json` never names a weight file.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from selm.config import SelMConfig, get_config
 from selm.modeling.model import SelM
-from selm.pretrained import (
+from selm.weights.pretrained import (
     load_backbone_weights,
     load_vggish_weights,
     pretrained_file,

@@ -1,4 +1,4 @@
-"""SelM configuration: one dataclass tree, presets by name (SPEC §1-§9).
+"""SelM configuration: one dataclass tree, presets by name (docs/model.md).
 
 YAML files and `--set key=value` only select a preset and override fields; an unknown key is an
 error that names the key, and every value is checked against its field's type (`coerce`, also
@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from selm.official_presets import OFFICIAL_PRESETS
+from selm.presets import PRESETS
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "vggish": ("official", "slim"),
@@ -92,7 +92,7 @@ class SelMConfig:
     """The architecture and its losses. Weight files are not part of it: the builder takes them
     (`selm.build.build_selm(config, backbone_weights=..., vggish_weights=...)`)."""
 
-    # --- inputs (SPEC §1) ---
+    # --- inputs (docs/model.md, section 'Inputs') ---
     backbone: str = "resnet50"  # any timm model whose stages run one by one (resnet*, pvt_v2_*)
     input_size: int = 224  # frames are resized to input_size x input_size
     output_size: int | None = None  # logits side; None -> input_size (the release: always 224)
@@ -106,11 +106,11 @@ class SelMConfig:
     num_tokens: int = 2  # K, CLEVER's learnable tokens
     num_classes: int = 1  # 1: binary (S4/MS3); 71: AVSS semantic
     dropout: float = 0.1
-    # --- early fusion (SPEC §3) ---
+    # --- early fusion (docs/model.md, section 'Encoder and DAM') ---
     fusion: str = "dam"
     dam_variant: str = "paper"  # "official" reproduces the released block (checkpoints load)
     dam_direction: str = "both"
-    # --- BCSM (SPEC §5) ---
+    # --- BCSM (docs/model.md, section 'BCSM') ---
     bcsm: bool = True
     bcsm_direction: str = "both"
     bcsm_depth: int = 3  # Mamba blocks per stack; 4 levels x 2 stacks x depth blocks
@@ -118,7 +118,7 @@ class SelMConfig:
     mamba_d_state: int = 16
     mamba_d_conv: int = 4
     mamba_expand: int = 2
-    # --- CLEVER decoder (SPEC §6) ---
+    # --- CLEVER decoder (docs/model.md, section 'CLEVER') ---
     decoder: str = "clever"
     clever_cross_attention: str = "both"
     pos_grid: tuple[int, int, int] | None = None  # positional-embedding grid sides of the 3 layers;
@@ -130,7 +130,7 @@ class SelMConfig:
     gumbel_at_eval: bool = False  # the release adds Gumbel noise at test time; off = deterministic
     release_batch_gates: bool = False  # BCSM gates in the release's batch order (mixes clips at
     # B >= 2; docs/official.md); off = each clip on its own
-    # --- loss (SPEC §7) ---
+    # --- loss (docs/model.md, section 'Losses') ---
     loss: str = "bce+dice+aux"
     aux_weights: tuple[float, float, float] = (0.001, 0.01, 0.1)
 
@@ -191,31 +191,11 @@ def _hints(cls: type) -> dict[str, Any]:
     return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    # the paper's ResNet-50 model at 224
-    "selm_r50": dict(backbone="resnet50", input_size=224, mask_upsample_steps=2),
-    # PVT-v2-b5 as released: 448 input, one x2 step in the mask head, 224 output
-    "selm_pvt_b5": dict(
-        backbone="pvt_v2_b5", input_size=448, output_size=224, mask_upsample_steps=1
-    ),
-    # trains from scratch on a CPU; checkpoint < 25 MB
-    "selm_tiny": dict(
-        backbone="pvt_v2_b0",
-        input_size=224,
-        vggish="slim",
-        freeze_vggish=False,
-        dim=64,
-        mask_upsample_steps=2,
-    ),
-}
-_PRESETS.update(OFFICIAL_PRESETS)  # selm_{r50,pvt_b5}_official_{s4,ms3,avss}: the released models
-
-
 def preset_names() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(PRESETS)
 
 
 def get_config(name: str, **overrides: Any) -> SelMConfig:
-    if name not in _PRESETS:
+    if name not in PRESETS:
         raise KeyError(f"unknown SelM preset {name!r}; known: {', '.join(preset_names())}")
-    return SelMConfig.from_dict({**_PRESETS[name], **overrides})
+    return SelMConfig.from_dict({**PRESETS[name], **overrides})

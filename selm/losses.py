@@ -1,4 +1,4 @@
-"""SelM's training losses (SPEC §7).
+"""SelM's training losses (docs/model.md, section 'Losses').
 
 Binary (S4, MS3; N = 1): BCE-with-logits (+ V-Net Dice on the sigmoid) on the frames that have
 ground truth, as `cfg.loss` selects ("bce", "bce+dice", "bce+dice+aux").

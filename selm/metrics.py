@@ -1,4 +1,5 @@
-"""Evaluation metrics (SPEC §8): AVSBench's legacy numbers, batch-independent ones, AVSS, FPR.
+"""Evaluation metrics: AVSBench's legacy numbers, batch-independent ones, AVSS, FPR
+(docs/model.md, section 'Metrics').
 
 Binary inputs: `logits` (N, H, W) or (N, 1, H, W), pre-sigmoid; `gt` the same shape, values 0/1.
 Probabilities are `sigmoid` in float32 and the F thresholds are float32, as in AVSBench, so a pixel
@@ -243,13 +244,14 @@ class MetricAccumulator:
 
 
 class SemanticMeter:
-    """AVSS (SPEC §8): per-class IoU and F over all test frames, padded frames included.
+    """AVSS: per-class IoU and F over all test frames, padded frames included (docs/model.md,
+    section 'Metrics').
 
     Legacy (AVSBench's AVSS test, the published numbers): per frame and class, IoU = inter /
     (union + 2.2e-16) and F_beta (beta^2 = 0.3, NaN -> 0) of the argmax prediction; a class's
     score is its sum over the frames where it is predicted or labelled (union > 0) divided by that
     number of frames; the mean is over all `num_classes` classes, a class never predicted nor
-    labelled anywhere counting 0. Pooled (ours, SPEC's wording): intersection and union summed
+    labelled anywhere counting 0. Pooled (ours): intersection and union summed
     over all frames per class, IoU per class, mean over the classes whose union is non-empty.
     """
 
@@ -343,22 +345,6 @@ def _false_positives(
     if gt is None:
         return int(positive.sum()), positive.numel()
     return int((positive & ~gt).sum()), int((~gt).sum())
-
-
-def illusion_fpr(logits: torch.Tensor, threshold: float = 0.5) -> float:
-    """Fraction of pixels predicted positive (sigmoid > threshold) over a batch whose GT is empty
-    (silent, noise or off-screen audio). logits (N, H, W) or (N, 1, H, W). AVSBench-Robust averages
-    per-frame fractions per batch, then over batches: the same number for equal frame sizes."""
-    fp, neg = _false_positives(logits, None, threshold)
-    return fp / neg
-
-
-def false_positive_rate(logits: torch.Tensor, gt: torch.Tensor, threshold: float = 0.5) -> float:
-    """False-positive pixels / negative pixels over a batch (e.g. a mismatched clip's audio)."""
-    fp, neg = _false_positives(logits, gt, threshold)
-    if neg == 0:
-        raise ValueError("gt has no negative pixels, so the false-positive rate is undefined")
-    return fp / neg
 
 
 class IllusionMeter:

@@ -25,14 +25,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from selm.audio_source import AudioSource  # noqa: E402
-from selm.media import MediaError, MediaWarning, VideoStream  # noqa: E402
-from selm.predictor import Prediction, Predictor, check_inputs  # noqa: E402
-from selm.state_dict import atomic_path  # noqa: E402
+from selm.files import atomic_path  # noqa: E402
+from selm.inference.audio_source import AudioSource  # noqa: E402
+from selm.inference.prediction import Prediction  # noqa: E402
+from selm.inference.predictor import Predictor, check_inputs  # noqa: E402
+from selm.media.container import MediaError, MediaWarning  # noqa: E402
+from selm.media.video import VideoStream  # noqa: E402
+from selm.render.overlay import OverlayVideo  # noqa: E402
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
-# containers that take the overlay's H.264 video and AAC audio (selm.render.write_overlay_video)
+# containers that take the overlay's H.264 video and AAC audio (selm.render.overlay)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
 
 
@@ -209,18 +212,18 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix_str(message)
             bar.update(round(fraction * 1000) - bar.n)
 
+        windows = predictor.windows(
+            args.video,
+            audio=audio,
+            progress=progress,
+            max_seconds=args.max_seconds,
+            frames_max_side=CLI_FRAMES_SIDE,
+            video_frames=True,
+        )
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), OverlayVideo(out, threshold=args.threshold) as video:
                 warnings.simplefilter("ignore", MediaWarning)  # printed below as pred.notes
-                pred = predictor.predict(
-                    args.video,
-                    audio=audio,
-                    progress=progress,
-                    max_seconds=args.max_seconds,
-                    overlay=out,
-                    threshold=args.threshold,
-                    frames_max_side=CLI_FRAMES_SIDE,
-                )
+                pred = Prediction.from_windows(windows, video.add)
         except MediaError as err:
             parser.error(str(err))
         except OSError as err:

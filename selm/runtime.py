@@ -1,4 +1,5 @@
-"""Process settings the command-line tools apply before torch starts.
+"""How long-running calls share the process: the OpenMP threads the command-line tools let
+yield before torch starts, freed memory handed back, and the progress callback's type.
 
 On a shared CPU (a Space, a busy workstation) OpenMP threads that spin while waiting for work
 steal the cores other processes need: measured on 2 shared cores at load 8-12, one 5-s window
@@ -13,6 +14,10 @@ import ctypes
 import functools
 import os
 import sys
+from collections.abc import Callable
+
+# progress(fraction in [0, 1], message): what long calls (a prediction, a download) report
+Progress = Callable[[float, str], object]
 
 # libgomp (torch's Linux wheels) reads OMP_WAIT_POLICY; Intel's OpenMP reads KMP_BLOCKTIME
 IDLE_THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}

@@ -1,24 +1,87 @@
 """A fake Google Drive for the authors' releases: random-weight files in the six published layouts
-(names and shapes from tests/data/official/*.tsv, via test_convert.published) and a random VGGish,
+(names and shapes from tests/data/official/*.tsv: `published`) and a random VGGish,
 served by a monkeypatched `gdown.download`. Nothing touches the network."""
 
 from __future__ import annotations
 
+import math
 import shutil
-import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "selm"))
-from test_convert import published  # noqa: E402  (the layouts' random-weight helper)
+import selm.weights.cache as downloads
+import selm.weights.release as release
+from selm.modeling.vggish import VGGish
 
-import selm.downloads as downloads  # noqa: E402
-import selm.official_release as release  # noqa: E402
-from selm.modeling.vggish import VGGish  # noqa: E402
+LAYOUTS = Path(__file__).parent / "data" / "official"
+_UNIFORM = torch.rand(1 << 23, generator=torch.Generator().manual_seed(0))  # 8M values
+_WEIGHTS, _VECTORS = 0.04 * _UNIFORM - 0.02, 0.5 + _UNIFORM  # U(-0.02, 0.02), U(0.5, 1.5)
 
 NAMES = list(release.REGISTRY)
+
+
+# published name -> ours, written out by hand (independent of selm.weights.release_layout's rules)
+SPOTS = {
+    "r50": {
+        "resnet.conv1.weight": "encoder.backbone.model.conv1.weight",
+        "resnet.layer2.3.bn3.num_batches_tracked": "encoder.backbone.model.layer2.3.bn3.num_batches_tracked",
+        "resnet.layer3_1.5.conv2.weight": "encoder.backbone.model.layer3.5.conv2.weight",
+        "resnet.layer4_1.0.downsample.1.running_var": "encoder.backbone.model.layer4.0.downsample.1.running_var",
+        "DAM_Fusion4.fusion.audio_visual_att.align_audio.f_key.0.weight": "encoder.dam.3.v2a_key.weight",
+        "DAM_Fusion2.fusion.audio_visual_att.align_vis.query_conv2.0.bias": "encoder.dam.1.a2v_query2.bias",
+        "DAM_Fusion1.gate.2.weight": "encoder.dam.0.gate.2.weight",
+        "in_proj3.1.bias": "proj.2.1.bias",
+        "BCSM.audio_encoder.2.layers.1.mamba_block.A_log": "bcsm.audio_encoder.2.layers.1.mamba_block.A_log",
+        "BCSM.vis_linear.3.weight": "bcsm.vis_linear.3.weight",
+        "audio_norm.weight": "encoder.audio_norm.weight",
+    },
+    "pvt": {
+        "encoder_backbone.patch_embed1.proj.weight": "encoder.backbone.model.patch_embed.proj.weight",
+        "encoder_backbone.patch_embed3.norm.bias": "encoder.backbone.model.stages.2.downsample.norm.bias",
+        "encoder_backbone.block3.39.mlp.dwconv.dwconv.weight": "encoder.backbone.model.stages.2.blocks.39.mlp.dwconv.weight",
+        "encoder_backbone.block1.2.attn.sr.weight": "encoder.backbone.model.stages.0.blocks.2.attn.sr.weight",
+        "encoder_backbone.norm4.weight": "encoder.backbone.model.stages.3.norm.weight",
+        "encoder_backbone.DAM_Fusion2.fusion.audio_visual_att.vis_out.0.bias": "encoder.dam.1.a2v_out.bias",
+        "encoder_backbone.DAM_Fusion3.audio_out_conv.0.weight": "encoder.dam.2.audio_out_conv.weight",
+        "tem_att.video_gated.3.0.weight": "bcsm.video_gated.3.0.weight",
+        "in_proj1.0.weight": "proj.0.0.weight",
+        "audio_proj.bias": "encoder.audio_proj.bias",
+    },
+    "both": {
+        "decoder.layers.2.positional_embedding": "decoder.layers.2.positional_embedding",
+        "decoder.layers.0.loadtoken.normk.weight": "decoder.layers.0.loadtoken.normk.weight",
+        "decoder.cgattention3.tau": "decoder.cgattention3.tau",
+        "decoder.fuses.1.fusion.4.bias": "decoder.fuses.1.fusion.4.bias",
+        "decoder.proj.vis.1.0.weight": "decoder.proj.vis.1.0.weight",
+        "decoder.proj.audio_linear.weight": "decoder.proj.audio_linear.weight",
+    },
+}
+
+
+def shapes(setting: str, backbone: str) -> dict[str, tuple[int, ...]]:
+    lines = (LAYOUTS / f"{setting}_selm_{backbone}.tsv").read_text().splitlines()
+    count = int(lines[0].split(": ")[1].split()[0])  # "# official ...: 1078 tensors, ..."
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == count
+    return {k: tuple(int(s) for s in v.strip("()").split(",") if s.strip()) for k, v in rows}
+
+
+def published(setting: str, backbone: str) -> dict[str, torch.Tensor]:
+    """A state dict with the published names and shapes. Values: views into a random pool at an
+    offset per name (distinct per tensor, no copies): weights U(-0.02, 0.02), vectors (norms,
+    biases, BatchNorm statistics) U(0.5, 1.5)."""
+    state = {}
+    for i, (key, shape) in enumerate(shapes(setting, backbone).items()):
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(i)
+            continue
+        pool, n = _WEIGHTS if len(shape) > 1 else _VECTORS, math.prod(shape)
+        offset = zlib.crc32(key.encode()) % (len(pool) - n)
+        state[key] = pool[offset : offset + n].view(shape)
+    return state
 
 
 class FileStore:

@@ -3,7 +3,7 @@
 Multi-GPU: the same command under `torchrun --nproc_per_node=N`. Resume an interrupted run with
 `python -m train --resume RUN_DIR` (its config.yaml; `--set` may change training fields such as
 epochs or lr, which the resumed optimizer uses, never the model or what the saved state depends
-on: see train.trainer.RESUME_FIXED).
+on: see train.run_state.RESUME_FIXED).
 
 A config, data or resume error (a missing file or data root, malformed YAML, an unknown key, a
 value of the wrong type, a full disk) prints one line `python -m train: error: ...` and exits
@@ -55,7 +55,7 @@ def _resume_config(run_dir: Path, overrides: list[str]):
     return config_from_dict(values, source=str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Train SelM.")
     p.add_argument("--config", help="YAML config (train/configs/*.yaml)")
     p.add_argument(
@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MIN",
         help="stop (saving last.pt) after this many minutes of this process",
     )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
 
     if a.resume and a.config:
@@ -124,20 +129,25 @@ def main(argv: list[str] | None = None) -> int:
         resumable = (run_dir / "last.pt").is_file()
         return _fail(err, main_process, f"; then continue with --resume {run_dir}" * resumable)
     if main_process:
-        best = summary["best_" + trainer.metric_name]
-        if summary["reason"] == "done" and best is not None:
-            print(
-                f"done: best {trainer.metric_name} {best:.4f} at epoch {summary['best_epoch']}; "
-                f"model in {run_dir / 'best'}"
-            )
-        elif summary["reason"] == "done":
-            print(f"done, without validation (val_split is empty); state in {run_dir / 'last.pt'}")
-        else:
-            print(
-                f"stopped ({summary['reason']}) at step {summary['step']}; continue with "
-                f"python -m train --resume {run_dir}"
-            )
+        _report(summary, trainer.metric_name, run_dir)
     return 0
+
+
+def _report(summary: dict, metric: str, run_dir: Path) -> None:
+    """How the run ended, and where its model or state is."""
+    best = summary["best_" + metric]
+    if summary["reason"] == "done" and best is not None:
+        print(
+            f"done: best {metric} {best:.4f} at epoch {summary['best_epoch']}; "
+            f"model in {run_dir / 'best'}"
+        )
+    elif summary["reason"] == "done":
+        print(f"done, without validation (val_split is empty); state in {run_dir / 'last.pt'}")
+    else:
+        print(
+            f"stopped ({summary['reason']}) at step {summary['step']}; continue with "
+            f"python -m train --resume {run_dir}"
+        )
 
 
 if __name__ == "__main__":

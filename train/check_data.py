@@ -14,7 +14,7 @@ from pathlib import Path
 import soundfile
 from PIL import Image
 
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 from train.data.files import decode_label_colours, load_log_mel, read_rgb
 from train.data.layout import SPLITS, ClipRecord, Layout, layout_class
 

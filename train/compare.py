@@ -1,4 +1,4 @@
-"""Comparing several checkpoints on one test set (issue 10): per-clip numbers, a table of
+"""Comparing several checkpoints on one test set: per-clip numbers, a table of
 mean and 95% interval over training seeds, a paired bootstrap over clips of each model against
 a reference, the illusion score, and a plot.
 
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from selm.files import atomic_write, write_text
 from selm.metrics import NEGATIVE_AUDIO, illusion_score, per_frame_j
 
 SETS = ("real", "silent", "noise", "offscreen", "swapped")
@@ -64,9 +63,10 @@ def clip_stats(
     """Per-clip numbers of one checkpoint: for the real audio and the swapped set, each clip's
     mean per-frame J; for every set, each clip's false-positive and negative pixel counts.
     Counterfactual sets are read from ROOT/counterfactual/<kind>/ (missing ones are skipped)."""
-    from selm.checkpoint import load_pretrained
+    from selm.weights.resolve import load_pretrained
+    from train.batch import binary_view, predict_logits
+    from train.data import build_dataset
     from train.distributed import resolve_device
-    from train.evaluate import binary_view, build_eval_dataset, predict_logits
 
     if setting == "avss":
         raise ValueError("the comparison table covers binary settings (s4, ms3), not avss")
@@ -77,7 +77,7 @@ def clip_stats(
         root = Path(data_root) if kind == "real" else Path(data_root) / "counterfactual" / kind
         if not root.is_dir():
             continue
-        data = build_eval_dataset(setting, root, split, model.config)
+        data = build_dataset(setting, root, split, config=model.config)
         names, j, fp, neg = [], [], [], []
         for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
             logits = predict_logits(model, batch, dev)
@@ -118,7 +118,7 @@ def _metrics(stats: dict[str, Any], idx: np.ndarray | None = None) -> dict[str, 
     return m
 
 
-def _seed_average(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def seed_average(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-clip numbers averaged over a model's seeds (clips must agree)."""
     first = runs[0]
     avg: dict[str, Any] = {}
@@ -167,7 +167,7 @@ def compare(
     reference = reference or next(iter(runs))
     if reference not in runs:
         raise ValueError(f"reference {reference!r} is not among the models {list(runs)}")
-    averaged = {name: _seed_average(r) for name, r in runs.items()}
+    averaged = {name: seed_average(r) for name, r in runs.items()}
     clips = averaged[reference]["real"]["clips"]
     for name, a in averaged.items():
         if a["real"]["clips"] != clips:
@@ -222,7 +222,7 @@ def compare(
     }
 
 
-def _cell(s: dict[str, Any] | None) -> str:
+def cell(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
     if math.isnan(s["low"]):
@@ -248,7 +248,7 @@ def markdown(result: dict[str, Any]) -> str:
     for name, m in result["models"].items():
         s = m["summary"]
         cells = [name + (" (reference)" if name == ref else ""), str(m["num_seeds"])]
-        cells += [_cell(s.get(k)) for k in KEYS]
+        cells += [cell(s.get(k)) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Paired bootstrap over {result['num_clips']} clips, model - {ref} "]
     lines[-1] += f"({result['bootstrap']['draws']} draws): difference [95% interval]."
@@ -306,29 +306,10 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     axes[-1].legend(fontsize=7, loc="best")
     fig.suptitle("M_J vs illusion FPR, mean and 95% interval over seeds")
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
-    return path
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Path(tmp).write_text(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file into a repository
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_comparison(result: dict[str, Any], out_dir: str | Path, title: str = "") -> dict:
@@ -336,8 +317,8 @@ def write_comparison(result: dict[str, Any], out_dir: str | Path, title: str = "
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = (f"# {title}\n\n" if title else "") + markdown(result)
-    _write_text(out / "comparison.md", md)
-    _write_text(out / "comparison.json", json.dumps(result, indent=1) + "\n")
+    write_text(out / "comparison.md", md)
+    write_text(out / "comparison.json", json.dumps(result, indent=1) + "\n")
     png = plot(result, out / "comparison.png")
     return {"markdown": out / "comparison.md", "json": out / "comparison.json", "plot": png}
 

@@ -1,4 +1,5 @@
-"""Training configuration: `TrainConfig` plus the SelM preset it selects (SPEC §9-§10).
+"""Training configuration: `TrainConfig` plus the SelM preset it selects (docs/model.md, sections
+'Ablations' and 'Training recipe').
 
 A YAML file holds `TrainConfig` fields at the top level, `preset:` (a `selm` preset name) and
 `model:` (a mapping of `SelMConfig` fields overriding the preset); `base: other.yaml` (a path
@@ -19,9 +20,9 @@ import yaml
 
 from selm.build import WeightSources
 from selm.config import SelMConfig, coerce, get_config
-from selm.pretrained import pretrained_name
-from selm.settings import SETTINGS
-from selm.state_dict import atomic_write
+from selm.files import atomic_write
+from selm.presets import SETTINGS
+from selm.weights.pretrained import pretrained_name
 
 AMP_MODES = ("bf16", "fp16", "off")
 # what a user's config, data, checkpoint, resume state or disk causes (the messages say what to
@@ -68,7 +69,7 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint dir whose weights start the run (release MS3 can
     # start from the S4 model); the config's architecture must match
     freeze_backbone_epochs: int = 0  # backbone frozen for the first N epochs (release MS3: 15)
-    # --- optimisation (AdamW, constant lr: SPEC §10) ---
+    # --- optimisation (AdamW, constant lr: docs/model.md, section 'Training recipe') ---
     epochs: int = 100
     batch_size: int = 4  # clips per process and step (paper 4; release S4 2, MS3 1, AVSS 8)
     eval_batch_size: int = 2  # legacy M_J/M_F depend on it: the release tests with 2 videos

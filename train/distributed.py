@@ -116,10 +116,6 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo, device: torch.device) -> to
     )
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """One 63-bit seed per (seed, epoch) pair: the order of epoch e is fixed by the pair alone."""
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63 - 1)

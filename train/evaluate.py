@@ -1,11 +1,13 @@
-"""Evaluation (SPEC §8): `python -m train.evaluate --checkpoint DIR --data ROOT --setting s4`.
+"""Evaluation (docs/model.md, section 'Metrics'):
+`python -m train.evaluate --checkpoint DIR --data ROOT --setting s4`.
 
 Reports AVSBench's legacy metrics (with the batch size that produced them), our batch-independent
 ones, per-category numbers and, for every counterfactual set found under
 `ROOT/counterfactual/{silent,noise,swapped,offscreen}/`, the illusion FPR (false-positive pixels
 over negative pixels; with an empty GT that is the fraction of pixels predicted positive) and,
 where the recomputed GT is not empty (swapped audio), J and F against it. Writes a JSON report
-and, with --save-masks, the predicted masks as PNGs.
+and, with --save-masks, the predicted masks as PNGs (the scoring itself: train.scoring).
+Several checkpoints (NAME=DIR, one per seed) make a comparison table instead (train.compare).
 
 AVSS: the mIoU/F numbers use the argmax over the classes; the binary numbers (foreground J/F,
 FPR) use P(not background) = 1 - softmax(logits)[0], i.e. the logit logsumexp(l[1:]) - l[0].
@@ -18,211 +20,21 @@ resolution and which audio path (log-mel pickles, the wav, or cached VGGish embe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from selm.metrics import DEFINITIONS, IllusionMeter, MetricAccumulator, SemanticMeter
-from selm.settings import SETTINGS
-from selm.state_dict import atomic_write
+from selm.files import atomic_write
+from selm.metrics import DEFINITIONS
+from selm.presets import SETTINGS
 from train.config import AMP_MODES, USER_ERRORS, user_error_message
+from train.data import build_dataset
+from train.scoring import evaluate_counterfactual, evaluate_model
 
 COUNTERFACTUAL_SETS = ("silent", "noise", "swapped", "offscreen")
-_TENSOR_KEYS = ("frames", "audio", "masks", "has_gt", "frame_mask")
-
-
-def best_metric_name(setting: str) -> str:
-    """The validation number the best checkpoint is chosen by: M_J as the release computes it."""
-    return "miou_legacy" if setting == "avss" else "j_legacy"
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16/fp16 autocast on CUDA; a no-op elsewhere or with amp='off'."""
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The batch's tensors on `device` (names and categories stay lists of strings)."""
-    missing = [k for k in _TENSOR_KEYS if k not in batch]
-    if missing:
-        raise KeyError(f"a batch lacks {missing}; data sets must give {_TENSOR_KEYS}")
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
-
-
-def build_eval_dataset(setting: str, root: str | Path, split: str, model_cfg, **options):
-    """The data set a model of `model_cfg` reads (its input size; `options` as build_dataset's,
-    e.g. audio="wav")."""
-    from train.data import build_dataset
-
-    return build_dataset(setting, root, split, config=model_cfg, **options)
-
-
-@torch.no_grad()
-def predict_logits(model, batch: dict[str, Any], device: torch.device, amp: str = "off"):
-    """(B, T, N, Hm, Wm) float32 CPU logits at the masks' size (bilinear, align_corners=True);
-    for masks of different sizes (a list, see `train.data.collate_clips`) a list of each clip's
-    (T, N, Hm, Wm) logits at its masks' size."""
-    b = to_device(batch, device)
-    with autocast(device, amp):
-        logits = model(b["frames"], b["audio"], b["frame_mask"]).logits
-    logits = logits.float()
-    masks = batch["masks"]
-    if isinstance(masks, torch.Tensor):
-        return _resized(logits, masks.shape[-2:]).cpu()
-    return [_resized(x, m.shape[-2:]).cpu() for x, m in zip(logits, masks)]
-
-
-def _resized(logits: torch.Tensor, size) -> torch.Tensor:
-    """(..., N, h, w) -> (..., N, *size), bilinear with align_corners=True."""
-    if logits.shape[-2:] == tuple(size):
-        return logits
-    flat = logits.reshape(-1, *logits.shape[-3:])
-    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=True)
-    return out.reshape(*logits.shape[:-2], *out.shape[-2:])
-
-
-def binary_view(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., N, H, W) logits and masks -> one foreground logit (..., H, W) and a 0/1 mask."""
-    if logits.shape[-3] == 1:
-        return logits[..., 0, :, :], (masks > 0).float()
-    fg = torch.logsumexp(logits[..., 1:, :, :], dim=-3) - logits[..., 0, :, :]
-    return fg, (masks > 0).float()
-
-
-def evaluate_model(
-    model,
-    loader: DataLoader,
-    *,
-    setting: str,
-    device: torch.device | str = "cpu",
-    amp: str = "off",
-    mask_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Metrics of `model` on `loader` (one loader batch = one legacy test batch).
-
-    Binary frames are those with GT and not padded. Keys: MetricAccumulator's (S4/MS3; for AVSS
-    under `foreground`), SemanticMeter's legacy numbers over all frames as released and its pooled
-    mIoU over real GT frames (AVSS), `per_category`, `legacy_batch_size` (clips per batch).
-    """
-    device = torch.device(device)
-    model.eval()
-    binary, per_cat = MetricAccumulator(), defaultdict(MetricAccumulator)
-    semantic = semantic_real = None
-    clips_per_batch = None
-    for batch in loader:
-        logits = predict_logits(model, batch, device, amp)
-        # clip by clip: a batch's masks may differ in size (a list, see collate_clips)
-        clips = list(zip(logits, batch["masks"]))  # (T, N, Hm, Wm), (T, Hm, Wm)
-        keep = batch["has_gt"].bool() & batch["frame_mask"].bool()  # (B, T)
-        classes = clips[0][0].shape[1]
-        if (classes > 1) != (setting == "avss"):
-            raise ValueError(
-                f"a model with {classes} output channel(s) cannot be "
-                f"evaluated on {setting}: S4/MS3 need 1, AVSS one per class"
-            )
-        clips_per_batch = clips_per_batch or len(clips)
-        if classes > 1:
-            if semantic is None:
-                semantic, semantic_real = (SemanticMeter(classes) for _ in range(2))
-            for (x, m), k in zip(clips, keep):
-                semantic.update(x, m.long())  # padded frames included, as released
-                semantic_real.update(x, m.long(), frame_mask=k)
-        views = [binary_view(x, m) for x, m in clips]  # (T, Hm, Wm) each
-        kept = [(fg[k], gt[k]) for (fg, gt), k in zip(views, keep) if k.any()]
-        if kept:  # one legacy batch, whatever the sizes of its frames
-            binary.update([fg for fg, _ in kept], [gt for _, gt in kept])
-        for i, cat in enumerate(batch.get("category", [])):
-            if cat and keep[i].any():  # MS3 clips have no category
-                fg, gt = views[i]
-                per_cat[cat].update(fg[keep[i]], gt[keep[i]])
-        if mask_dir is not None:
-            save_masks(mask_dir, logits, batch)
-    if clips_per_batch is None:
-        raise ValueError("the evaluation data set is empty")
-    binary_out = binary.compute()
-    out: dict[str, Any] = {"legacy_batch_size": clips_per_batch}
-    if semantic is None:
-        out.update(binary_out)
-    else:
-        legacy = semantic.compute()
-        real = semantic_real.compute()
-        out.update({k: _plain(v) for k, v in legacy.items() if "pooled" not in k})
-        out.update({k: _plain(v) for k, v in real.items() if "pooled" in k})
-        out["foreground"] = binary_out
-    out["per_category"] = {
-        c: {k: v for k, v in acc.compute().items() if "legacy" not in k}
-        for c, acc in sorted(per_cat.items())
-    }
-    return out
-
-
-def evaluate_counterfactual(
-    model,
-    loader: DataLoader,
-    *,
-    device: torch.device | str = "cpu",
-    amp: str = "off",
-    threshold: float = 0.5,
-) -> dict[str, Any]:
-    """Illusion numbers on one counterfactual set: pooled FPR = FP / negative pixels over the real
-    GT frames; where the (recomputed) GT is not empty, also J and F against it."""
-    device = torch.device(device)
-    model.eval()
-    meter, acc, gt_pixels = IllusionMeter(threshold), MetricAccumulator(), 0
-    for batch in loader:
-        logits = predict_logits(model, batch, device, amp)
-        keep = batch["has_gt"].bool() & batch["frame_mask"].bool()
-        kept = []
-        for x, m, k in zip(logits, batch["masks"], keep):  # clip by clip (see evaluate_model)
-            if k.any():
-                fg, gt = binary_view(x, m)
-                kept.append((fg[k], gt[k]))
-        if not kept:
-            continue
-        fgs, gts = [fg for fg, _ in kept], [gt for _, gt in kept]
-        for fg, gt in kept:
-            meter.update(fg, gt)
-        acc.update(fgs, gts)
-        gt_pixels += int(sum(gt.sum() for gt in gts))
-    out: dict[str, Any] = {**meter.compute(), "gt_empty": gt_pixels == 0}
-    if gt_pixels:
-        m = acc.compute()
-        out.update({k: m[k] for k in ("j_frame_mean", "f_frame_mean", "j_legacy", "f_legacy")})
-    return out
-
-
-def save_masks(directory: str | Path, logits, batch: dict[str, Any]) -> None:
-    """Real frames' predictions (`predict_logits`' tensor or list) as PNGs:
-    DIR/[category/]name/name_{t}.png (t from 1); binary masks 0/255, AVSS class ids as 8-bit grey
-    values."""
-    for i, name in enumerate(batch["name"]):
-        cat = batch.get("category", [""] * len(batch["name"]))[i]
-        folder = Path(directory) / cat / name if cat else Path(directory) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for t in range(len(logits[i])):
-            if not batch["frame_mask"][i, t]:
-                continue
-            x = logits[i][t]
-            mask = (
-                (x[0] > 0).numpy().astype(np.uint8) * 255
-                if x.shape[0] == 1
-                else (x.argmax(0).numpy().astype(np.uint8))
-            )
-            Image.fromarray(mask).save(folder / f"{name}_{t + 1}.png")
 
 
 def evaluate_checkpoint(
@@ -243,7 +55,7 @@ def evaluate_checkpoint(
     """The full report for one checkpoint on one data root (see the module docstring).
     `release_protocol`: test as the authors' release does (RELEASE_PROTOCOL; log-mel rather than
     cached embeddings unless `audio` says otherwise; AVSS labels at RELEASE_AVSS_LABEL_SIZE)."""
-    from selm.checkpoint import load_pretrained
+    from selm.weights.resolve import load_pretrained
     from train.data import collate_clips
     from train.distributed import resolve_device
 
@@ -260,7 +72,7 @@ def evaluate_checkpoint(
         options["mask_size"] = RELEASE_AVSS_LABEL_SIZE
 
     def loader(root: Path) -> DataLoader:
-        data = build_eval_dataset(setting, root, split, cfg, **options)
+        data = build_dataset(setting, root, split, config=cfg, **options)
         return DataLoader(
             data,
             batch_size=batch_size,
@@ -328,11 +140,7 @@ RELEASE_PROTOCOL = {"gumbel_at_eval": True, "release_batch_gates": True}
 RELEASE_AVSS_LABEL_SIZE = 224
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, torch.Tensor) else value
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     p.add_argument(
         "--checkpoint",
@@ -386,28 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         "./comparison)",
     )
     p.add_argument("--reference", help="model name the others are compared with (default: first)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
     if len(a.checkpoint) > 1 or a.compare_out:
-        from train.compare import run_comparison
-
-        out_dir = Path(a.compare_out or "comparison")
-        try:
-            result = run_comparison(
-                a.checkpoint,
-                a.data,
-                out_dir,
-                setting=a.setting,
-                split=a.split,
-                reference=a.reference,
-                device=a.device,
-                batch_size=a.batch_size,
-            )
-        except USER_ERRORS as err:
-            print(f"{p.prog}: error: {user_error_message(err)}", file=sys.stderr)
-            return 2
-        print((out_dir / "comparison.md").read_text())
-        print(f"comparison written to {out_dir} ({len(result['models'])} models)")
-        return 0
+        return _compare(p, a)
     a.checkpoint = a.checkpoint[0]
     ckpt = Path(a.checkpoint)
     out = (
@@ -437,22 +231,50 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"{p.prog}: error: {user_error_message(err)}", file=sys.stderr)
         return 2
+    _print_report(report, a.setting, a.split)
+    print(f"report written to {out}")
+    return 0
+
+
+def _compare(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+    """Several checkpoints: the comparison table (train.compare) instead of one report."""
+    from train.compare import run_comparison
+
+    out_dir = Path(a.compare_out or "comparison")
+    try:
+        result = run_comparison(
+            a.checkpoint,
+            a.data,
+            out_dir,
+            setting=a.setting,
+            split=a.split,
+            reference=a.reference,
+            device=a.device,
+            batch_size=a.batch_size,
+        )
+    except USER_ERRORS as err:
+        print(f"{p.prog}: error: {user_error_message(err)}", file=sys.stderr)
+        return 2
+    print((out_dir / "comparison.md").read_text())
+    print(f"comparison written to {out_dir} ({len(result['models'])} models)")
+    return 0
+
+
+def _print_report(report: dict[str, Any], setting: str, split: str) -> None:
     m = report["metrics"]
     keys = (
         ("miou_legacy", "fscore_legacy", "miou_pooled")
-        if a.setting == "avss"
+        if setting == "avss"
         else ("j_legacy", "f_legacy", "j_frame_mean", "f_frame_mean", "f_dataset")
     )
     print(
-        f"{a.setting} {a.split} ({m['legacy_batch_size']} clips per legacy batch): "
+        f"{setting} {split} ({m['legacy_batch_size']} clips per legacy batch): "
         + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
     )
     print(f"  scored at {report['scored_at']}; audio: {report['audio']}")
     for kind, r in report["counterfactual"].items():
         extra = f", J vs recomputed GT {r['j_frame_mean']:.4f}" if not r["gt_empty"] else ""
         print(f"  counterfactual {kind}: FPR {r['fpr']:.4f}{extra}")
-    print(f"report written to {out}")
-    return 0
 
 
 if __name__ == "__main__":

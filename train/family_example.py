@@ -1,4 +1,4 @@
-"""The demo's family example (issue 10): one hard AVS-Synth test clip on which the default and a
+"""The demo's family example: one hard AVS-Synth test clip on which the default and a
 shipped sibling differ most, written as an mp4 with its audio and described in one line.
 
 The clip is chosen by a fixed rule over the per-clip numbers of the evaluation, never by eye:
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selm.files import atomic_path, write_text
 from selm.metrics import NEGATIVE_AUDIO
-from selm.state_dict import atomic_path
 from train.synth.scenes import CATEGORIES
 
 # how each category looks in AVS-Synth (train/synth/scenes.py: its shape and base colour)
@@ -36,9 +36,9 @@ LOOKS = {c.name: f"{COLOUR_NAMES[c.name]} {c.shape}" for c in CATEGORIES}
 
 def _per_clip(stats: list[dict]) -> dict[str, np.ndarray]:
     """Seed-averaged per-clip J (real audio) and FPR per negative set, in test-set order."""
-    from train.compare import _seed_average
+    from train.compare import seed_average
 
-    avg = _seed_average(stats)
+    avg = seed_average(stats)
     out = {"j": avg["real"]["j"], "clips": np.asarray(avg["real"]["clips"])}
     for kind in NEGATIVE_AUDIO:  # the GT (so `neg`) of a clip is the same for every seed
         out[kind] = avg[kind]["fp"] / np.maximum(1, avg[kind]["neg"])
@@ -105,8 +105,6 @@ def write_example(
     """Copy the chosen clip's mp4 from `render_root` (the test set generated again with mp4,
     same seed) into `examples_dir` as hard_<clip>.mp4 and add its examples.json entry; any
     earlier hard_* example is replaced. Returns the mp4's path."""
-    from train.compare import _write_text
-
     clip = choice["clip"]
     meta = json.loads((test_root / "metadata.json").read_text())
     by_name = {c["name"]: c for c in meta["clips"]["ms3"]}
@@ -139,5 +137,5 @@ def write_example(
         "objects": entry["objects"],
         "compare": sibling_name,
     }
-    _write_text(index, json.dumps(entries, indent=2) + "\n")
+    write_text(index, json.dumps(entries, indent=2) + "\n")
     return target

@@ -1,4 +1,4 @@
-"""Train the SelM model family (issue 10) with one recipe, evaluate it, ship the most telling.
+"""Train the SelM model family with one recipe, evaluate it, ship the most telling.
 
     python -m train.run_family --out runs/family [--seeds 0 1 2] [--jobs 2] [--threads 1]
         [--device cpu|cuda] [--test-seed 2027 --test-clips 24] [--ship assets/checkpoints]
@@ -25,19 +25,18 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from selm.files import write_text
 from train.config import load_config
+from train.family_ship import DEFAULT, folder_name, ship
 from train.run_shipped import finished
 
 FAMILY_DIR = Path(__file__).resolve().parent / "configs" / "family"
-DEFAULT = "default"
-SHIP_PREFIX = "selm-hard"
 # the child process of one run: torch's intra-op threads set before anything runs, then
 # training (when argv has training arguments) and the evaluation in the same process
 _CHILD = (
@@ -55,28 +54,13 @@ def family_configs(directory: Path = FAMILY_DIR) -> list[Path]:
     return default + [f for f in files if f.stem != DEFAULT]
 
 
-def config_difference(config: Path, default: Path) -> dict[str, tuple]:
-    """Every resolved TrainConfig / SelMConfig field in which `config` differs from `default`
-    (`seed`, `out_dir` aside): {field: (default's, config's)}."""
-    a, b = load_config(default), load_config(config)
-    out, theirs = {}, b.to_dict()
-    for key, value in a.to_dict().items():
-        if key in ("model", "out_dir"):
-            continue
-        if theirs[key] != value:
-            out[key] = (value, theirs[key])
-    ma, mb = a.model_config().to_dict(), b.model_config().to_dict()
-    out.update({f"model.{k}": (v, mb[k]) for k, v in ma.items() if mb[k] != v})
-    return out
-
-
 def child(argv: list[str]) -> int:
     """One run in its own process: argv = [run_dir, test_root, stats_json, device, *train]:
     `python -m train` with the `train` arguments (none: already trained), then the per-clip
     numbers of run_dir/best on test_root, written atomically to stats_json. Timings go to
     run_dir/timing.json."""
     from train.__main__ import main as train_main
-    from train.compare import _write_text, clip_stats
+    from train.compare import clip_stats
 
     run_dir, test_root, out_json, device, *train = argv
     timing_path = Path(run_dir) / "timing.json"
@@ -85,14 +69,14 @@ def child(argv: list[str]) -> int:
         start = time.monotonic()
         code = train_main(train)
         timing["train_s"] = round(time.monotonic() - start, 1)
-        _write_text(timing_path, json.dumps(timing) + "\n")
+        write_text(timing_path, json.dumps(timing) + "\n")
         if code != 0 or not finished(Path(run_dir)):
             return code or 3
     start = time.monotonic()
     stats = clip_stats(str(Path(run_dir) / "best"), test_root, "ms3", device=device)
-    _write_text(Path(out_json), json.dumps(stats) + "\n")
+    write_text(Path(out_json), json.dumps(stats) + "\n")
     timing["eval_s"] = round(time.monotonic() - start, 1)
-    _write_text(timing_path, json.dumps(timing) + "\n")
+    write_text(timing_path, json.dumps(timing) + "\n")
     return 0
 
 
@@ -179,7 +163,7 @@ def run_job(job: Job, a, data: Path, test_root: Path, extra: list[str]) -> dict:
     return {"job": name, **json.loads((job.run_dir / "timing.json").read_text())}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.run_family", description=__doc__.split("\n")[0]
     )
@@ -213,57 +197,38 @@ def main(argv: list[str] | None = None) -> int:
         "or after a family run was stopped; missing runs are left out and named",
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    a = p.parse_args(argv)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     configs = family_configs(a.configs_dir)
-    default_cfg = load_config(configs[0])
-    size = default_cfg.model_config().input_size
-    extra = list(a.overrides)
-    seeds = a.seeds
+    size = load_config(configs[0]).model_config().input_size
+    extra, seeds = list(a.overrides), a.seeds
     if a.dry_run:
         a.train_clips, a.val_clips, a.test_clips, seeds = 4, 2, 2, seeds[:1]
         extra += ["batch_size=2", "epochs=1"]
     data = a.data or out / f"train_hard_seed{a.data_seed}"
     sizes = {"train": a.train_clips, "val": a.val_clips, "test": 0}
     ensure_data(data, seed=a.data_seed, size=size, sizes=sizes, counterfactuals=False)
-    test_sizes = {"train": 0, "val": 0, "test": a.test_clips}
     test_root = ensure_data(
         out / f"test_hard_seed{a.test_seed}",
         seed=a.test_seed,
         size=size,
-        sizes=test_sizes,
+        sizes={"train": 0, "val": 0, "test": a.test_clips},
         counterfactuals=True,
     )
     jobs = [Job(c, s, out / c.stem / f"seed{s}") for s in seeds for c in configs]
     started, load_before = time.time(), machine()
     print(f"{len(jobs)} runs, {a.jobs} at a time, device {a.device}", flush=True)
-    results = []
     if a.no_train:
-        for j in jobs:
-            name, timing = f"{j.name}/seed{j.seed}", j.run_dir / "timing.json"
-            done = (j.run_dir / f"clips_{test_root.name}.json").is_file() and timing.is_file()
-            results.append(
-                {"job": name, **json.loads(timing.read_text()), "skipped": True}
-                if done
-                else {"job": name, "error": "not trained/evaluated (--no-train)", "skipped": True}
-            )
+        results, on_disk = _evaluated(jobs, test_root), _wall_on_disk(jobs, test_root)
+        wall = on_disk if on_disk is not None else time.time() - started
     else:
-        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-            futures = [pool.submit(run_job, j, a, data, test_root, extra) for j in jobs]
-            for f in futures:
-                r = f.result()
-                results.append(r)
-                print(json.dumps(r), flush=True)
-    wall = time.time() - started
-    if a.no_train:  # from the first run's start to the last evaluation's end, as on disk
-        dirs = [j.run_dir for j in jobs if (j.run_dir / "config.yaml").is_file()]
-        stats = [j.run_dir / f"clips_{test_root.name}.json" for j in jobs]
-        ends = [x.stat().st_mtime for x in stats if x.is_file()]
-        if dirs and ends:
-            wall = max(ends) - min((d / "config.yaml").stat().st_mtime for d in dirs)
-    failed = [r for r in results if "error" in r]
+        results = _run_all(jobs, a, data, test_root, extra)
+        wall = time.time() - started
     record = {
         "runs": results,
         "wall_s": round(wall, 1),
@@ -281,24 +246,65 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m train.run_family " + " ".join(sys.argv[1:] if argv is None else argv),
         "recipe": recipe(configs[0], extra, data),
     }
-    previous = out / "family.json"
-    if previous.is_file() and all(r.get("skipped") for r in results):
-        # nothing ran now: the family's wall time and machine are those of the run that trained
-        old = json.loads(previous.read_text())
-        for key in ("wall_s", "machine_start", "machine_end", "jobs", "threads", "device"):
-            record[key] = old.get(key, record[key])
-        record["command"] = old.get("command", record["command"])
-    for r in results:
-        r.pop("skipped", None)
-    previous.write_text(json.dumps(record, indent=1) + "\n")
+    _write_record(out / "family.json", record)
     result = table(out, configs, seeds, test_root)
     print((out / "comparison.md").read_text())
+    failed = [r for r in results if "error" in r]
     print(f"{len(jobs) - len(failed)}/{len(jobs)} runs done in {wall / 60:.1f} min")
     if a.ship and result is not None:
         chosen = ship(result, out, a.ship, configs, record, a.ship_siblings)
         if a.examples is not None and len(chosen) > 1:
             ship_example(out, test_root, seeds, chosen[1], a.examples, a.example_size)
     return 1 if failed else 0
+
+
+def _run_all(jobs: list[Job], a, data: Path, test_root: Path, extra: list[str]) -> list[dict]:
+    """Train and evaluate every job, `a.jobs` at a time; their timing records, in job order."""
+    results = []
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        futures = [pool.submit(run_job, j, a, data, test_root, extra) for j in jobs]
+        for f in futures:
+            results.append(f.result())
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def _evaluated(jobs: list[Job], test_root: Path) -> list[dict]:
+    """--no-train: the timing records of the jobs already evaluated; the others named."""
+    results = []
+    for j in jobs:
+        name, timing = f"{j.name}/seed{j.seed}", j.run_dir / "timing.json"
+        done = (j.run_dir / f"clips_{test_root.name}.json").is_file() and timing.is_file()
+        results.append(
+            {"job": name, **json.loads(timing.read_text()), "skipped": True}
+            if done
+            else {"job": name, "error": "not trained/evaluated (--no-train)", "skipped": True}
+        )
+    return results
+
+
+def _wall_on_disk(jobs: list[Job], test_root: Path) -> float | None:
+    """From the first run's start to the last evaluation's end, as the files on disk say."""
+    dirs = [j.run_dir for j in jobs if (j.run_dir / "config.yaml").is_file()]
+    stats = [j.run_dir / f"clips_{test_root.name}.json" for j in jobs]
+    ends = [x.stat().st_mtime for x in stats if x.is_file()]
+    if not (dirs and ends):
+        return None
+    return max(ends) - min((d / "config.yaml").stat().st_mtime for d in dirs)
+
+
+def _write_record(path: Path, record: dict) -> None:
+    """family.json; when nothing ran now, the family's wall time and machine stay those of the
+    run that trained."""
+    results = record["runs"]
+    if path.is_file() and all(r.get("skipped") for r in results):
+        old = json.loads(path.read_text())
+        for key in ("wall_s", "machine_start", "machine_end", "jobs", "threads", "device"):
+            record[key] = old.get(key, record[key])
+        record["command"] = old.get("command", record["command"])
+    for r in results:
+        r.pop("skipped", None)
+    write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def ship_example(
@@ -372,197 +378,6 @@ def table(out: Path, configs: list[Path], seeds: list[int], test_root: Path):
     result["test_root"] = str(test_root)
     write_comparison(result, out, title=f"SelM family on hard AVS-Synth ({test_root.name})")
     return result
-
-
-def choose_siblings(result: dict, k: int) -> list[str]:
-    """The k siblings whose paired illusion-score difference from the default is largest in
-    size (ties: the M_J difference), most different first."""
-
-    def size(name: str) -> tuple[float, float]:
-        p = result["models"][name]["paired_vs_reference"]
-        return (abs(p["illusion_score"]["diff"]), abs(p["m_j"]["diff"]))
-
-    siblings = [n for n in result["models"] if n != result["reference"]]
-    return sorted(siblings, key=size, reverse=True)[:k]
-
-
-def folder_name(config_name: str) -> str:
-    return SHIP_PREFIX if config_name == DEFAULT else f"{SHIP_PREFIX}-{config_name}"
-
-
-def evaluation_row(result: dict, name: str) -> dict:
-    """What a model card (and the demo) shows of one model: its summary with intervals and,
-    for a sibling, the paired difference from the default."""
-    m = result["models"][name]
-    row = {
-        "model": name,
-        "test_set": result.get("test_root"),
-        "num_clips": result["num_clips"],
-        "num_seeds": m["num_seeds"],
-        "reference": result["reference"],
-        "summary": {k: {x: v[x] for x in ("mean", "low", "high")} for k, v in m["summary"].items()},
-        "definitions": result["definitions"],
-    }
-    if "paired_vs_reference" in m:
-        row["paired_vs_reference"] = m["paired_vs_reference"]
-    return row
-
-
-def ship(
-    result: dict, out: Path, dest: Path, configs: list[Path], record: dict, k: int
-) -> list[str]:
-    """Copy seed 0 of the default and of the k most different siblings into DEST (model card,
-    evaluation.json) and write DEST/README.md with the whole table; returns the shipped names,
-    the default first."""
-    from train.compare import _cell, _write_text
-
-    by_name = {c.stem: c for c in configs}
-    chosen = [DEFAULT, *choose_siblings(result, k)]
-    dest.mkdir(parents=True, exist_ok=True)
-    timings = {r["job"]: r for r in record["runs"]}
-    for name in chosen:
-        src = out / name / "seed0" / "best"
-        folder = dest / folder_name(name)
-        tmp = dest / f".{folder.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
-        row = evaluation_row(result, name)
-        _write_text(tmp / "evaluation.json", json.dumps(row, indent=1) + "\n")
-        diff = config_difference(by_name[name], by_name[DEFAULT])
-        _write_text(
-            tmp / "README.md",
-            model_card(name, row, diff, record, timings.get(f"{name}/seed0", {}), _cell),
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        print(f"shipped {name} -> {folder}")
-    summary = (out / "comparison.md").read_text()
-    index = [
-        "# Shipped checkpoints: the SelM family on hard AVS-Synth",
-        "",
-        f"Trained by `python -m train.run_family` ({record['device']}, {record['jobs']} runs at a "
-        f"time, {record['threads']} thread(s) each; whole family {record['wall_s'] / 60:.1f} min "
-        f"wall). Shipped (seed 0 of each): "
-        + ", ".join(f"`{folder_name(n)}`" for n in chosen)
-        + ". Every config is in the table below, whatever it shows.",
-        "",
-        *(
-            [
-                "Runs missing from the table (not finished in time): "
-                + ", ".join(r["job"] for r in record["runs"] if "error" in r)
-                + ".",
-                "",
-            ]
-            if any("error" in r for r in record["runs"])
-            else []
-        ),
-        summary.split("\n", 2)[2] if summary.startswith("# ") else summary,
-        empty_baseline(Path(result["test_root"])),
-    ]
-    _write_text(dest / "README.md", "\n".join(index))
-    return chosen
-
-
-def empty_baseline(test_root: Path) -> str:
-    """A line with what a model that never predicts anything scores on the test set: M_J is
-    the fraction of frames whose GT is empty (J = 1 there), every FPR is 0."""
-    from selm.metrics import illusion_score
-
-    meta = json.loads((test_root / "metadata.json").read_text())
-    frames = [not cats for clip in meta["clips"]["ms3"] for cats in clip["gt_categories"]]
-    m_j = sum(frames) / len(frames)
-    score = illusion_score(m_j, {"silent": 0.0, "noise": 0.0, "offscreen": 0.0})
-    return (
-        f"\nFor scale: a model that predicts an empty mask everywhere scores M_J {m_j:.3f} here "
-        f"(the share of test frames whose GT is empty), FPR 0 under every audio and illusion "
-        f"score {score:.3f}. Intervals are Student-t over seeds and are not clipped to [0, 1].\n"
-    )
-
-
-def model_card(name, row, diff, record, timing, cell) -> str:
-    s = row["summary"]
-    switch = (
-        "none (the default)"
-        if not diff
-        else ", ".join(f"`{k}`: {v[0]!r} -> {v[1]!r}" for k, v in diff.items())
-    )
-    front = [
-        "---",
-        "library_name: selm",
-        "license: apache-2.0",
-        "tags: [audio-visual-segmentation, selm, avs-synth]",
-        "datasets: [avs-synth-hard]",
-        "model-index:",
-        f"- name: {folder_name(name)}",
-        "  results:",
-        "  - task: {type: audio-visual-segmentation}",
-        f"    dataset: {{name: AVS-Synth hard, type: avs-synth, split: test, "
-        f"seed: {record['test_seed']}}}",
-        "    metrics:",
-    ]
-    for key in ("m_j", "fpr_silent", "fpr_noise", "fpr_offscreen", "illusion_score"):
-        if key in s:
-            front.append(f"    - {{type: {key}, value: {s[key]['mean']:.4f}}}")
-    front.append("---")
-    machine, r = record["machine_start"], record["recipe"]
-    body = [
-        f"# {folder_name(name)}",
-        "",
-        f"SelM family member `{name}` (config `train/configs/family/{name}.yaml`); its one "
-        f"difference from the default: {switch}.",
-        "",
-        f"- Recipe: `{r['preset']}` at D = {r['dim']}, input {r['input_size']} x "
-        f"{r['input_size']}, from scratch; AdamW lr {r['lr']:g}, weight decay "
-        f"{r['weight_decay']:g}, grad clip {r['grad_clip']:g}, batch {r['batch_size']}, "
-        f"{r['epochs']} epoch(s) of {r['train_clips']} hard AVS-Synth training clips "
-        f"({r['steps']} steps), augmentation {'on' if r['augment'] else 'off'}; the best of "
-        f"the end-of-epoch validations ({r['val_clips']} val clips). Every family member has "
-        "exactly this recipe and budget.",
-        f"- Command: `{record['command']}` (this folder: seed 0).",
-        f"- Machine: {machine['processor']}, {machine['cpu_count']} CPU cores, "
-        f"{machine.get('cuda_device', 'no GPU')}, torch {machine['torch']}; load average at the "
-        f"start {machine.get('load_average')}.",
-        f"- Wall time: training {timing.get('train_s', '?')} s, evaluation "
-        f"{timing.get('eval_s', '?')} s (this seed; {record['jobs']} runs at a time).",
-        f"- Data: training seed {record['data_seed']} (hard), test seed {record['test_seed']} "
-        f"(hard, {row['num_clips']} clips, never trained on, all counterfactual sets).",
-        "",
-        f"## Evaluation (mean [95% interval] over {row['num_seeds']} training seeds)",
-        "",
-        "| M_J | FPR real | FPR silent | FPR noise | FPR off-screen | FPR swapped | J swapped | "
-        "illusion score |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| "
-        + " | ".join(
-            cell(s.get(k))
-            for k in (
-                "m_j",
-                "fpr_real",
-                "fpr_silent",
-                "fpr_noise",
-                "fpr_offscreen",
-                "fpr_swapped",
-                "j_swapped",
-                "illusion_score",
-            )
-        )
-        + " |",
-        "",
-    ]
-    if "paired_vs_reference" in row:
-        p = row["paired_vs_reference"]
-        body += [
-            "Paired bootstrap over test clips, this model - default: "
-            + ", ".join(
-                f"{k} {v['diff']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" for k, v in p.items()
-            )
-            + ".",
-            "",
-        ]
-    body.append(
-        "The same row, machine-readable: `evaluation.json` (`selm.checkpoint.read_evaluation`)."
-    )
-    return "\n".join(front + [""] + body) + "\n"
 
 
 if __name__ == "__main__":

@@ -20,9 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from selm.state_dict import atomic_path, atomic_write, disk_full  # the one temp-then-rename writer
+from selm.build import WeightSources
+from selm.files import (  # the one temp-then-rename writer
+    atomic_path,
+    atomic_write,
+    disk_full,
+    remove_stale_temporaries,
+)
 
 STATE_FORMAT = 1
+# TrainConfig fields a resumed run must keep: the weights, the optimizer state and the position
+# in the epoch (step_in_epoch x batch_size samples of the seeded order) were made with them
+RESUME_FIXED = ("setting", "preset", "model", "seed", "batch_size", "train_split")
 
 
 def seed_all(seed: int) -> None:
@@ -230,3 +239,62 @@ def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.tolist()
     return str(value)
+
+
+def check_resumable(saved: dict, now: dict, path: Path) -> None:
+    """ValueError when the config `now` (TrainConfig.to_dict()) changes a field the state saved
+    in `path` with config `saved` depends on (RESUME_FIXED); weight files only build the model,
+    so they may change."""
+    if not saved:
+        return
+    sources = WeightSources.field_names()
+
+    def same(a, b) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(
+            b, sort_keys=True, default=str
+        )
+
+    def fixed(values: dict) -> dict:  # weight files only build the model: last.pt has them
+        model = {k: v for k, v in (values.get("model") or {}).items() if k not in sources}
+        return {**values, "model": model}
+
+    saved, now = fixed(saved), fixed(now)
+    changed = [k for k in RESUME_FIXED if k in saved and not same(saved[k], now[k])]
+    if changed:
+        shown = ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(
+            f"--resume cannot change {shown}: {path} was trained with the saved values "
+            f"({', '.join(RESUME_FIXED)} stay fixed on resume); start a new run to change them"
+        )
+
+
+def apply_optimizer_fields(optimizer: torch.optim.Optimizer, config) -> None:
+    """The config's lr and weight_decay into a resumed optimizer (its state saved the old ones)."""
+    for group in optimizer.param_groups:
+        for key in ("lr", "weight_decay"):
+            value = getattr(config, key)
+            if group[key] != value:
+                print(f"resume: {key} {group[key]:g} -> {value:g} from now on", flush=True)
+                group[key] = value
+
+
+def divergence_advice(run_dir: Path, lr: float) -> str:
+    """What to do after the loss became NaN or infinite in the run in `run_dir`."""
+    last = run_dir / "last.pt"
+    fix = "with a lower lr (--set lr=...), a grad_clip (--set grad_clip=1.0) or amp=off"
+    if last.is_file():
+        return (
+            f"{last} is the last good state: continue it {fix}, e.g. `python -m train "
+            f"--resume {run_dir} --set lr={lr / 10:g}` (the new lr is applied to the optimizer)"
+        )
+    return f"No state was saved yet: start the run again {fix}."
+
+
+def remove_run_temporaries(run_dir: Path) -> None:
+    """The temporary files of writes a killed run never finished (last.pt, best/, config)."""
+    removed = []
+    for folder in (run_dir, run_dir / "best"):
+        removed += remove_stale_temporaries(folder)
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        print(f"removed {len(removed)} temporary file(s) of unfinished writes: {names}")

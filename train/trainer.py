@@ -1,18 +1,19 @@
-"""The training loop (SPEC §10): AdamW, autocast on CUDA, clipping, validation every epoch, the
-best checkpoint by M_J (`RUN_DIR/best/`, `save_pretrained` layout) and the last training state
-(`RUN_DIR/last.pt`), from which `--resume` continues exactly where the run stopped.
+"""The training loop (docs/model.md, section 'Training recipe'): AdamW, autocast on CUDA,
+clipping, validation every epoch, the best checkpoint by M_J (`RUN_DIR/best/`, `save_pretrained`
+layout) and the last training state (`RUN_DIR/last.pt`), from which `--resume` continues exactly
+where the run stopped.
 
 Run directory: `config.yaml` (the resolved config), `last.pt`, `best/`, `metrics.jsonl` (one JSON
 record a line: `event` train | val | stop), `tb/` (TensorBoard scalars). A run that starts removes
 the temporary files a killed run left in it; a resumed run drops the records logged after the
 step it resumes from. On resume the optimisation fields (lr, weight_decay, grad_clip, epochs, ...)
-may change and take effect at once; those the state depends on (RESUME_FIXED) may not.
+may change and take effect at once; those the state depends on (train.run_state.RESUME_FIXED)
+may not.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import signal
 import threading
@@ -22,13 +23,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from selm.build import WeightSources, build_selm
-from selm.checkpoint import load_pretrained, save_pretrained
+from selm.build import build_selm
 from selm.losses import selm_loss
-from selm.state_dict import remove_stale_temporaries
+from selm.weights.checkpoint import save_pretrained
+from selm.weights.resolve import load_pretrained
+from train.batch import autocast, to_device
 from train.config import TrainConfig, save_config
-from train.data import build_dataset, collate_clips, write_vggish_cache
-from train.data.datasets import vggish_cache_path
+from train.data import build_dataset, write_vggish_cache
+from train.data.datasets import seeded_loader, vggish_cache_path
 from train.distributed import (
     EpochSeeded,
     ShardedShuffleSampler,
@@ -41,12 +43,19 @@ from train.distributed import (
     resolve_device,
     wrap_ddp,
 )
-from train.evaluate import autocast, best_metric_name, evaluate_model, to_device
-from train.run_state import RunLog, capture_rng, load_state, restore_rng, save_state, seed_all
-
-# TrainConfig fields a resumed run must keep: the weights, the optimizer state and the position
-# in the epoch (step_in_epoch x batch_size samples of the seeded order) were made with them
-RESUME_FIXED = ("setting", "preset", "model", "seed", "batch_size", "train_split")
+from train.run_state import (
+    RunLog,
+    apply_optimizer_fields,
+    capture_rng,
+    check_resumable,
+    divergence_advice,
+    load_state,
+    remove_run_temporaries,
+    restore_rng,
+    save_state,
+    seed_all,
+)
+from train.scoring import best_metric_name, evaluate_model
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,7 +124,7 @@ class Trainer:
             self._load(self.run_dir / "last.pt")
         if self.dist.is_main:  # on resume too: the config that runs now (epochs may have grown)
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._remove_stale_temporaries()
+            remove_run_temporaries(self.run_dir)
             save_config(config, self.run_dir / "config.yaml")
         self.log = RunLog(
             self.run_dir,
@@ -176,18 +185,8 @@ class Trainer:
         barrier(self.dist)
 
     def _loader(self, dataset, batch_size: int, sampler) -> DataLoader:
-        workers = self.cfg.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(self.cfg.seed),  # not the global generator
-            collate_fn=collate_clips,  # validation scores labels of different sizes at their own
-        )
+        pin = self.device.type == "cuda"
+        return seeded_loader(dataset, batch_size, sampler, self.cfg.num_workers, pin, self.cfg.seed)
 
     # --- state ---
     def _state(self) -> dict:
@@ -212,54 +211,12 @@ class Trainer:
             save_state(state, self.run_dir / "last.pt")
         barrier(self.dist)
 
-    def _remove_stale_temporaries(self) -> None:
-        """Temporary files of writes a killed run never finished (last.pt, best/, config)."""
-        removed = []
-        for folder in (self.run_dir, self.run_dir / "best"):
-            removed += remove_stale_temporaries(folder)
-        if removed:
-            names = ", ".join(p.name for p in removed)
-            print(f"removed {len(removed)} temporary file(s) of unfinished writes: {names}")
-
-    def _check_resumable(self, saved: dict, path: Path) -> None:
-        """ValueError when the config changes a field the saved state depends on."""
-        if not saved:
-            return
-
-        def same(a, b) -> bool:
-            return json.dumps(a, sort_keys=True, default=str) == json.dumps(
-                b, sort_keys=True, default=str
-            )
-
-        def fixed(values: dict) -> dict:  # weight files only build the model: last.pt has them
-            model = {k: v for k, v in (values.get("model") or {}).items() if k not in sources}
-            return {**values, "model": model}
-
-        sources = WeightSources.field_names()
-        saved, now = fixed(saved), fixed(self.cfg.to_dict())
-        changed = [k for k in RESUME_FIXED if k in saved and not same(saved[k], now[k])]
-        if changed:
-            shown = ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
-            raise ValueError(
-                f"--resume cannot change {shown}: {path} was trained with the saved values "
-                f"({', '.join(RESUME_FIXED)} stay fixed on resume); start a new run to change them"
-            )
-
-    def _apply_optimizer_fields(self) -> None:
-        """The config's lr and weight_decay into the loaded optimizer (it saved the old ones)."""
-        for group in self.optimizer.param_groups:
-            for key in ("lr", "weight_decay"):
-                value = getattr(self.cfg, key)
-                if group[key] != value:
-                    print(f"resume: {key} {group[key]:g} -> {value:g} from now on", flush=True)
-                    group[key] = value
-
     def _load(self, path: Path) -> None:
         state = load_state(path)  # on the CPU: load_state_dict copies to the device
-        self._check_resumable(state.get("config") or {}, path)
+        check_resumable(state.get("config") or {}, self.cfg.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self._apply_optimizer_fields()
+        apply_optimizer_fields(self.optimizer, self.cfg)
         self.scaler.load_state_dict(state["scaler"])
         for key in ("epoch", "step_in_epoch", "global_step", "best_value", "best_epoch"):
             setattr(self, key, state[key])
@@ -299,7 +256,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"the loss became {parts['loss']} at epoch {self.epoch + 1}, step "
                 f"{self.global_step + 1} (parts {parts}); nothing was saved after it. "
-                + self._divergence_advice()
+                + divergence_advice(self.run_dir, self.cfg.lr)
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -310,17 +267,6 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return parts
-
-    def _divergence_advice(self) -> str:
-        last = self.run_dir / "last.pt"
-        fix = "with a lower lr (--set lr=...), a grad_clip (--set grad_clip=1.0) or amp=off"
-        if last.is_file():
-            return (
-                f"{last} is the last good state: continue it {fix}, e.g. `python -m train "
-                f"--resume {self.run_dir} --set lr={self.cfg.lr / 10:g}` (the new lr is applied "
-                "to the optimizer)"
-            )
-        return f"No state was saved yet: start the run again {fix}."
 
     def _should_stop(self, started: float) -> bool:
         """Whether any process wants to stop (steps, time, signal); all processes agree."""

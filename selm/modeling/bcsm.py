@@ -1,4 +1,4 @@
-"""BCSM: the bidirectional conditioned selective mechanism (SPEC §5).
+"""BCSM: the bidirectional conditioned selective mechanism (docs/model.md, section 'BCSM').
 
 For each of the 4 feature levels s, two stacks of Mamba blocks run forward in time over a clip's
 T frames: one over the audio tokens a (B, T, D), one over the pooled video sequence

@@ -1,4 +1,4 @@
-"""CLEVER: the cross-level decoder of SelM (SPEC §6).
+"""CLEVER: the cross-level decoder of SelM (docs/model.md, section 'CLEVER').
 
 K learnable tokens walk the fused feature pyramid coarse to fine. At each of the three layers the
 finer backbone level is fused in, the last token reads the frame's audio, and every token gathers
@@ -15,8 +15,8 @@ Submodule names follow the authors' release so their checkpoints load by renamin
 - `cgattention{i}.norm_v`: the pixels plus positional embedding; `.norm_t`: the tokens before
   `q_proj`; `.norm`: `new + tokens` before `cgattention{i}.mlp`.
 
-Switched-off parts (ablations, SPEC §9): a layer whose video cross-attention is off
-(`decoder="single_level"` for the two coarse layers, or `clever_cross_attention="audio"`) still
+Switched-off parts (docs/model.md, section 'Ablations'): a layer whose video cross-attention is
+off (`decoder="single_level"` for the two coarse layers, or `clever_cross_attention="audio"`) still
 computes its assignment map, for display and for the auxiliary loss, but does not update the
 tokens; a layer whose audio step is off skips it and the MLP after it. All parameters exist in
 every configuration, so the state dict layout never depends on the switches.

@@ -1,4 +1,5 @@
-"""Early fusion after each backbone stage: the DAM of the paper and its ablations (SPEC §3, §9).
+"""Early fusion after each backbone stage: the DAM of the paper and its ablations (docs/model.md,
+sections 'Encoder and DAM' and 'Ablations').
 
 Every fusion module maps (x (BT, C, h, w), a (BT, D)) -> (x, a, att): the fused visual map, the
 updated audio token and the V2A attention over the h*w pixels (BT, h*w), or None when the module

@@ -1,4 +1,5 @@
-"""The DAM block exactly as the authors released it (`dam_variant: official`, SPEC §3).
+"""The DAM block exactly as the authors released it (`dam_variant: official`; docs/model.md,
+section 'Encoder and DAM').
 
 The release's block (`DAM_Fusion{s}` in the published checkpoints) reads the stage output
 x (BT, C, HW) and the frame's audio token a (BT, D, S) with S = 1 token, and has two halves:

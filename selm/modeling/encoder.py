@@ -1,4 +1,5 @@
-"""Visual encoder with early fusion: timm stages run one by one, a DAM after each (SPEC §2-§3).
+"""Visual encoder with early fusion: timm stages run one by one, a DAM after each (docs/model.md,
+sections 'Audio tokens' and 'Encoder and DAM').
 
 `Backbone` runs a timm model stage by stage (`stem`, then `stage(s, x)` for s = 0..3, NCHW maps at
 strides 4/8/16/32). `AudioVisualEncoder` turns the audio into one token per frame

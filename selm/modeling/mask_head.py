@@ -1,12 +1,12 @@
 """CLEVER's mask head: upsample the finest fused map, then a dynamic 1x1 convolution whose kernel
-comes from the last token (SPEC §6).
+comes from the last token (docs/model.md, section 'Mask head').
 
 `light=True` (`SelMConfig.mask_head="light"`, for our own models; never the official presets)
 runs the same layers, with the same parameters, without the two upsampling steps: the conv
 blocks, the Conv1x1 and the dynamic kernel work at the fused map's size and only the N-channel
 logits are upsampled (bilinear, x 2^steps). At full resolution the D -> D 3x3 convolutions are
-most of the head's cost (issue 14: 39-50 % of a selm_tiny forward); the light head does them on
-4^steps times fewer pixels. Its accuracy is measured, not assumed (benchmarks/README.md).
+most of the head's cost (39-50 % of a selm_tiny forward); the light head does them on 4^steps
+times fewer pixels. Its cost and accuracy are measured, not assumed (benchmarks/README.md).
 
 Submodule names follow the authors' release (`decoder.proj.vis.*`, `decoder.proj.audio_linear`),
 so their checkpoints load by renaming the prefix only.

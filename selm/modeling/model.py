@@ -1,4 +1,5 @@
-"""SelM: encoder with early fusion (DAM) -> projection -> BCSM -> CLEVER decoder (SPEC §2-§6)."""
+"""SelM: encoder with early fusion (DAM) -> projection -> BCSM -> CLEVER decoder (docs/model.md,
+sections 'Audio tokens' to 'Mask head')."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class SelM(nn.Module):
         self.config = config
         d = config.dim
         self.encoder = AudioVisualEncoder(config)
-        # f_s = GroupNorm(32, D)(Conv1x1(C_s -> D)(x_s))  (SPEC §4)
+        # f_s = GroupNorm(32, D)(Conv1x1(C_s -> D)(x_s))  (docs/model.md, section 'Projection')
         self.proj = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d))
             for c in self.encoder.channels

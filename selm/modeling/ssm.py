@@ -1,4 +1,4 @@
-"""Selective scan: Mamba-1's input-dependent state-space recurrence (SPEC §5).
+"""Selective scan: Mamba-1's input-dependent state-space recurrence (docs/model.md, section 'BCSM').
 
 With u, delta, z of shape (B, Dm, L) (batch, channels, time), A (Dm, N) and B_t, C_t in R^N:
 

@@ -1,8 +1,9 @@
-"""VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (SPEC §1).
+"""VGGish: log-mel examples (N, 1, 96, 64) -> audio embeddings (N, 128) (docs/model.md, section
+'Inputs').
 
 `official` is the architecture of Google's VGGish as ported to PyTorch by torchvggish, with the
 same parameter names, so its release file `vggish-10086976.pth` loads strictly
-(`selm.pretrained.load_vggish_weights`). `slim` keeps the
+(`selm.weights.pretrained.load_vggish_weights`). `slim` keeps the
 front end and the 128-d output with far fewer channels, for small models trained on a CPU.
 PCA post-processing (the AudioSet release's quantisation step) is not applied: SelM consumes the
 raw 128-d ReLU embeddings.

@@ -26,15 +26,15 @@ import torch.nn.functional as F
 from app_process import wait_until_serving
 
 from selm.config import get_config
-from selm.frames import IMAGENET_MEAN, IMAGENET_STD
-from selm.predictor import Predictor
-from selm.writer import open_writer
+from selm.inference.predictor import Predictor
+from selm.media.writer import open_writer
+from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 96, 64
 WHITE_BOX = (slice(8, 40), slice(8, 40))  # rows, columns: 32 x 32 = 1/6 of the frame
 GREY_BOX = (slice(16, 48), slice(56, 88))  # 32 x 32, brightness 150/255 = 0.59
-SILENCE = math.log(0.01)  # log-mel of a zero signal (selm.audio.LOG_OFFSET)
+SILENCE = math.log(0.01)  # log-mel of a zero signal (selm.transforms.log_mel.LOG_OFFSET)
 
 
 def write_clip(
@@ -163,7 +163,7 @@ def free_port() -> int:
 def tiny_checkpoints(tmp_path_factory) -> list[Path]:
     """Two real selm_tiny checkpoints at input 64 (random weights, different seeds)."""
     from selm.build import build_selm
-    from selm.checkpoint import save_pretrained
+    from selm.weights.checkpoint import save_pretrained
 
     root = tmp_path_factory.mktemp("checkpoints")
     paths = []

@@ -23,7 +23,7 @@ def test_dry_run_lists_the_space_and_checks_it_offline(monkeypatch, capsys):
         "requirements.txt",
         ".gitattributes",
         "app/ui.py",
-        "selm/predictor.py",
+        "selm/inference/predictor.py",
         "assets/examples/synth_multi.mp4",
     ):
         assert name in lines, name

@@ -114,7 +114,7 @@ def test_checkpoint_without_records_still_describes_itself(tmp_path):
 
 
 def test_an_example_names_the_checkpoint_its_description_compares(tmp_path):
-    from app.ui import DemoSettings, default_compare
+    from app.settings import DemoSettings, default_compare
 
     (tmp_path / "hard_ms3_test_00003.mp4").write_bytes(b"x")
     (tmp_path / "plain.mp4").write_bytes(b"x")

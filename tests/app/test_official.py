@@ -9,12 +9,13 @@ import gradio as gr
 import pytest
 
 from app.official import official_checkpoints, prepare_checkpoint, with_official
+from app.settings import DemoSettings
 from app.state import PredictorPool, ResultStore
-from app.ui import DemoSettings, build_demo
-from selm.checkpoint import resolve_checkpoint
-from selm.official_release import REGISTRY
-from selm.predictor import Predictor
-from selm.pretrained import VGGISH_URL
+from app.ui import build_demo
+from selm.inference.predictor import Predictor
+from selm.weights.pretrained import VGGISH_URL
+from selm.weights.release import REGISTRY
+from selm.weights.resolve import resolve_checkpoint
 
 
 @pytest.fixture

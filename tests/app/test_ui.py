@@ -12,13 +12,14 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app import events, ui
-from app.events import user_errors
+from app import events, outputs, requests
 from app.examples import Example
+from app.requests import user_errors
+from app.settings import DemoSettings, infos
 from app.state import PredictorPool, ResultStore
-from app.ui import DemoSettings, build_demo
+from app.ui import build_demo
 from app.validation import DemoError, Limits
-from selm.predictor import Predictor
+from selm.inference.predictor import Predictor
 
 RUN_ARGS = dict(
     kind="original",
@@ -272,7 +273,7 @@ def test_gpu_decorator_only_with_the_spaces_package(monkeypatch, app_main):
     assert app_main.gpu_decorator() == ("decorator", 120)
 
 
-def test_limits_reach_the_handlers(isolated_tmp, media_dir, kit):
+def test_limits_reach_the_actions(isolated_tmp, media_dir, kit):
     demo = make_demo(kit, limits=Limits(max_seconds=5))
     with pytest.raises(gr.Error, match="up to 5 s"):
         run_event(demo, media_dir / "seven_seconds.mp4")
@@ -284,15 +285,15 @@ def test_event_functions_are_plain_module_functions(isolated_tmp):
 
     store = ResultStore()
     assert events.redraw(store, None, 3, None, 0.5) == (gr.skip(),) * 3
-    assert events.on_maps(store, events.run_maps, None, 0.5, 0, 0) == (gr.skip(), gr.skip())
+    assert events.on_maps(store, outputs.run_maps, None, 0.5, 0, 0) == (gr.skip(), gr.skip())
     seen = []
 
-    def outputs(result, threshold, extra, workdir, key):
+    def draw(result, threshold, extra, workdir, key):
         seen.append((result, threshold, extra, workdir.is_dir(), key))
         return workdir
 
     key = store.put("stored")
-    workdir = events.redraw(store, outputs, 2, key, 0.25, "level")
+    workdir = events.redraw(store, draw, 2, key, 0.25, "level")
     assert seen == [("stored", 0.25, "level", True, key)] and not workdir.exists()
     assert events.show_audio_inputs("upload")[0].visible is True
     assert events.show_audio_inputs("example")[0].visible is False
@@ -306,13 +307,13 @@ def test_a_synthetic_model_on_a_real_upload_says_so(tmp_path):
     (ckpt / "config.json").write_text(json.dumps({"config": {"input_size": 96}}))
     examples = [Example("synth_multi.mp4", tmp_path / "synth_multi.mp4", "shapes")]
     settings = DemoSettings(checkpoints={"selm-synth": str(ckpt)}, examples=examples)
-    note = events.model_note(settings, str(ckpt), "/tmp/gradio/abc/my_dog.mp4")
+    note = requests.model_note(settings, str(ckpt), "/tmp/gradio/abc/my_dog.mp4")
     assert "trained only on AVS-Synth (synthetic shapes) at 96 px" in note
     assert "never seen one" in note and "python -m selm.convert" in note
-    assert events.model_note(settings, str(ckpt), "/tmp/gradio/abc/synth_multi.mp4") == ""
+    assert requests.model_note(settings, str(ckpt), "/tmp/gradio/abc/synth_multi.mp4") == ""
     official = DemoSettings(
         checkpoints={"selm-synth": str(ckpt), "official:s4_r50": "official:s4_r50"},
         examples=examples,
     )
-    assert "official:s4_r50" in events.model_note(official, str(ckpt), "my_dog.mp4")
-    assert events.model_card(ui.infos(settings)["selm-synth"]).endswith("its masks mean nothing.")
+    assert "official:s4_r50" in requests.model_note(official, str(ckpt), "my_dog.mp4")
+    assert requests.model_card(infos(settings)["selm-synth"]).endswith("its masks mean nothing.")

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 
 from app.validation import DemoError, Limits, check_audio_file, probe_video
-from selm.media import PARTIAL_SECOND_MIN, MediaError, over_limit, read_video
+from selm.media.container import PARTIAL_SECOND_MIN, MediaError, over_limit
+from selm.media.video import read_video
 
 
 def test_probe_reads_the_headers(media_dir, kit):
@@ -58,8 +59,8 @@ def test_audio_files(tmp_path, media_dir):
 
 @pytest.mark.parametrize("seconds, fps, too_long", [(60.2, 5, True), (60.04, 25, False)])
 def test_the_app_and_selm_media_agree_on_too_long(tmp_path, kit, seconds, fps, too_long):
-    """One slack (selm.media.PARTIAL_SECOND_MIN = 0.05 s) for both checks: 60.2 s against a
-    60 s limit is refused by the app's probe and by selm.media alike; 60.04 s passes both."""
+    """One slack (selm.media.video.PARTIAL_SECOND_MIN = 0.05 s) for both checks: 60.2 s against a
+    60 s limit is refused by the app's probe and by selm.media.video alike; 60.04 s passes both."""
     path = kit.write_clip(
         tmp_path / "long.mp4", seconds=seconds, fps=fps, size=(16, 16), audio=None, grey=False
     )

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 def write_clip(path: Path, seconds: int) -> Path:
-    from selm.writer import open_writer
+    from selm.media.writer import open_writer
 
     frame = np.full((48, 64, 3), 51, np.uint8)
     frame[8:30, 8:30] = 255
@@ -57,7 +57,7 @@ def server(tmp_path):
     import torch
 
     from selm.build import build_selm
-    from selm.checkpoint import save_pretrained
+    from selm.weights.checkpoint import save_pretrained
 
     torch.manual_seed(0)
     checkpoint = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "tiny")

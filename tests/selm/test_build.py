@@ -7,8 +7,8 @@ import timm
 import torch
 
 from selm.build import WeightSources, build_selm
-from selm.checkpoint import CONFIG_NAME, save_pretrained
 from selm.modeling.vggish import VGGish
+from selm.weights.checkpoint import CONFIG_NAME, save_pretrained
 
 SMALL = dict(input_size=64, num_frames=2)
 

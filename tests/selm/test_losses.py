@@ -1,4 +1,4 @@
-"""Losses (SPEC §7) against values worked out by hand on tiny tensors."""
+"""Losses (docs/model.md, section 'Losses') against values worked out by hand on tiny tensors."""
 
 import math
 from types import SimpleNamespace

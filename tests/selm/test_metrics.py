@@ -323,11 +323,11 @@ def test_fpr_hand_cases():
     logits[0, 0, :] = POS  # 3 positives
     logits[1, 2, 2] = POS  # 1 positive
     logits[1, 0, 0] = 0.0  # sigmoid 0.5 is not > 0.5
-    assert M.illusion_fpr(logits) == pytest.approx(4 / 18)
-    assert M.illusion_fpr(logits, threshold=0.999) == 0.0  # sigmoid(5) = 0.9933
+    strict = M.IllusionMeter(threshold=0.999)  # sigmoid(5) = 0.9933
+    strict.update(logits)
+    assert strict.compute()["fpr"] == 0.0
     gt = torch.zeros(2, 3, 3, dtype=torch.long)
     gt[0, 0, :2] = 1  # 2 of frame 0's positives are true; 16 negatives, 2 false positives
-    assert M.false_positive_rate(logits, gt) == pytest.approx(2 / 16)
     meter = M.IllusionMeter()
     meter.update(logits[:1])
     meter.update(logits[1:, None])
@@ -348,10 +348,12 @@ def test_bad_inputs_raise_clear_errors():
         M.per_frame_j(logits, torch.full((2, 3, 3), 2))
     with pytest.raises(ValueError, match="SemanticMeter"):
         M.fscore_legacy(torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3))
+    full = M.IllusionMeter()
+    full.update(logits, torch.ones(2, 3, 3))
     with pytest.raises(ValueError, match="no negative pixels"):
-        M.false_positive_rate(logits, torch.ones(2, 3, 3))
+        full.compute()
     with pytest.raises(ValueError, match="threshold"):
-        M.illusion_fpr(logits, threshold=1.5)
+        M.IllusionMeter(threshold=1.5).update(logits)
     with pytest.raises(ValueError, match="no frames"):
         M.MetricAccumulator().compute()
     meter = M.SemanticMeter(num_classes=3)
@@ -361,7 +363,7 @@ def test_bad_inputs_raise_clear_errors():
         meter.update(torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
 
 
-# --- illusion score (issue 10) ---
+# --- illusion score ---
 def test_illusion_score_is_the_harmonic_mean_of_mj_and_one_minus_each_negative_fpr():
     from selm.metrics import illusion_score
 

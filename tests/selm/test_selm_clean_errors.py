@@ -1,4 +1,4 @@
-"""Bad input and faults on the `selm` side (issue 11): refused with a message that says what is
+"""Bad input and faults on the `selm` side: refused with a message that says what is
 wrong, never a silently wrong result, a traceback or a partial file."""
 
 import errno
@@ -17,19 +17,16 @@ from torch import nn
 
 from selm import build_selm, load_pretrained, save_pretrained
 from selm import predict as predict_cli
-from selm.audio_source import AudioSource
-from selm.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from selm.config import SelMConfig
-from selm.media import Clip, MediaError, frame_times, read_audio, write_wav
-from selm.predictor import Predictor, resolve_audio
-from selm.state_dict import (
-    CheckpointError,
-    DiskFullError,
-    atomic_path,
-    is_temporary,
-    remove_stale_temporaries,
-)
-from selm.writer import open_writer
+from selm.files import DiskFullError, atomic_path, is_temporary, remove_stale_temporaries
+from selm.inference.audio_source import AudioSource, resolve_audio
+from selm.inference.predictor import Predictor
+from selm.media.audio import read_audio, write_wav
+from selm.media.container import MediaError
+from selm.media.video import Clip, frame_times
+from selm.media.writer import open_writer
+from selm.weights.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from selm.weights.state_dict import CheckpointError
 
 SMALL = dict(input_size=64, num_frames=2)
 
@@ -152,7 +149,7 @@ def test_write_wav_on_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(soundfile, "write", system_error)
     with pytest.raises(soundfile.LibsndfileError):  # space left: not called a full disk
         write_wav(target, np.ones(1600, np.float32))
-    monkeypatch.setattr("selm.state_dict.shutil.disk_usage", lambda p: SimpleNamespace(free=0))
+    monkeypatch.setattr("selm.files.shutil.disk_usage", lambda p: SimpleNamespace(free=0))
     with pytest.raises(DiskFullError, match="no space left on"):
         write_wav(target, np.ones(1600, np.float32))
     assert target.read_bytes() == before and os.listdir(tmp_path) == ["heard.wav"]

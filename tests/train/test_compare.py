@@ -1,6 +1,5 @@
-"""The comparison table (issue 10): several checkpoints -> Markdown + JSON + plot, numbers
-checked against the single-checkpoint evaluator, the seed interval and the illusion score by
-formula; the family configs each differ from the default in exactly one field."""
+"""The comparison table: several checkpoints -> Markdown + JSON + plot, numbers checked against
+the single-checkpoint evaluator, the seed interval and the illusion score by formula."""
 
 import json
 import math
@@ -11,17 +10,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from selm.build import build_selm
-from selm.checkpoint import load_pretrained, save_pretrained
 from selm.config import get_config
 from selm.metrics import IllusionMeter, illusion_score
-from train.evaluate import binary_view, build_eval_dataset, evaluate_checkpoint, predict_logits
+from selm.weights.checkpoint import save_pretrained
+from selm.weights.resolve import load_pretrained
+from train.batch import binary_view, predict_logits
+from train.data import build_dataset
+from train.evaluate import evaluate_checkpoint
 from train.evaluate import main as evaluate_main
-from train.run_family import (
-    DEFAULT,
-    choose_siblings,
-    config_difference,
-    family_configs,
-)
 from train.synth import generate
 
 
@@ -86,7 +82,7 @@ def test_comparison_table_from_three_tiny_checkpoints(tiny, capsys):
         }
     for path in (a, b):  # FPR under the real audio: the pooled IllusionMeter against the GT
         model = load_pretrained(path)
-        data_set = build_eval_dataset("ms3", data, "test", model.config)
+        data_set = build_dataset("ms3", data, "test", config=model.config)
         meter = IllusionMeter()
         for batch in DataLoader(data_set, batch_size=2):
             fg, gt = binary_view(predict_logits(model, batch, torch.device("cpu")), batch["masks"])
@@ -134,45 +130,3 @@ def test_several_checkpoints_need_the_same_clips_and_a_known_reference(tiny):
         compare(
             {"a": [{"checkpoint": "x", "real": {"clips": [], "j": [], "fp": [], "neg": []}}]}, "b"
         )
-
-
-def test_each_family_sibling_differs_from_the_default_in_exactly_one_field():
-    configs = family_configs()
-    assert configs[0].stem == DEFAULT
-    expected = {
-        "no_bcsm": ("model.bcsm", True, False),
-        "no_dam": ("model.fusion", "dam", "none"),
-        "dam_a2v": ("model.dam_direction", "both", "a2v"),
-        "dam_v2a": ("model.dam_direction", "both", "v2a"),
-        "bcsm_a2v": ("model.bcsm_direction", "both", "a2v"),
-        "bcsm_v2a": ("model.bcsm_direction", "both", "v2a"),
-        "single_level": ("model.decoder", "clever", "single_level"),
-        "clever_audio": ("model.clever_cross_attention", "both", "audio"),
-        "clever_video": ("model.clever_cross_attention", "both", "video"),
-        "loss_bce": ("model.loss", "bce+dice+aux", "bce"),
-        "loss_bce_dice": ("model.loss", "bce+dice+aux", "bce+dice"),
-        "full_head": ("model.mask_head", "light", "full"),
-    }
-    siblings = {c.stem: c for c in configs[1:]}
-    assert set(siblings) == set(expected)
-    for name, (key, before, after) in expected.items():
-        assert config_difference(siblings[name], configs[0]) == {key: (before, after)}, name
-    assert config_difference(configs[0], configs[0]) == {}
-
-
-def test_shipped_siblings_are_those_farthest_from_the_default():
-    def entry(d_score, d_mj):
-        return {"paired_vs_reference": {"illusion_score": {"diff": d_score}, "m_j": {"diff": d_mj}}}
-
-    result = {
-        "reference": "default",
-        "models": {
-            "default": {},
-            "a": entry(0.01, 0.3),
-            "b": entry(-0.2, 0.0),
-            "c": entry(0.1, 0.0),
-            "d": entry(0.1, 0.2),
-            "e": entry(0.0, 0.0),
-        },
-    }
-    assert choose_siblings(result, 3) == ["b", "d", "c"]

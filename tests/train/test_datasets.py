@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from selm.audio import log_mel_examples
 from selm.config import get_config
-from selm.frames import IMAGENET_MEAN, IMAGENET_STD
+from selm.transforms.frames import IMAGENET_MEAN, IMAGENET_STD
+from selm.transforms.log_mel import log_mel_examples
 from train.data import (
     AVSSDataset,
     ClipAugment,

@@ -1,4 +1,4 @@
-"""The demo's family example (issue 10): the clip rule by hand, its one-line description, and
+"""The demo's family example: the clip rule by hand, its one-line description, and
 the mp4 + examples.json entry from a re-rendered test set."""
 
 import json

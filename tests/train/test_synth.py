@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from selm.audio import log_mel_examples
-from selm.media import frame_times
+from selm.media.video import frame_times
+from selm.transforms.log_mel import log_mel_examples
 from train.data.files import avss_palette, read_binary_mask, read_label_png, read_wav
 from train.synth import (
     CATEGORIES,

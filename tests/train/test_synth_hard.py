@@ -1,4 +1,4 @@
-"""AVS-Synth `--difficulty hard` (issue 10): determinism, the sampling rules, the per-second GT
+"""AVS-Synth `--difficulty hard`: determinism, the sampling rules, the per-second GT
 rule on hand-built clips with sub-second spans, camera pan, occlusion, swapped partners."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selm.media import frame_times
+from selm.media.video import frame_times
 from train.synth import generate
 from train.synth.generate import plan
 from train.synth.hard import (

@@ -1,4 +1,4 @@
-"""Bad input and faults on the training side (issue 11): `--resume --set lr`, one-line errors
+"""Bad input and faults on the training side: `--resume --set lr`, one-line errors
 with exit code 2, a full disk, stale temporaries and rolled-back log records."""
 
 import errno

@@ -155,7 +155,7 @@ def test_every_config_parses(path):
         assert m.num_classes > 1 and m.num_frames == 10 or "synth" in path.stem
     else:
         assert m.num_classes == 1
-    if path.parent.name == "ablations":  # one switch of SPEC §9 each, over the MS3 recipe
+    if path.parent.name == "ablations":  # one switch each (docs/model.md, 'Ablations'), MS3 recipe
         changed = _ablated_fields(cfg)
         assert len(changed) == 1, changed
 

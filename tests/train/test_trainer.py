@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selm.checkpoint import load_pretrained
 from selm.losses import selm_loss
+from selm.weights.resolve import load_pretrained
 from train.__main__ import main as train_main
 from train.config import config_from_dict
 from train.run_state import load_state

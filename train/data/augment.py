@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from selm.audio import LOG_OFFSET
-from selm.frames import resize_frames
+from selm.transforms.frames import resize_frames
+from selm.transforms.log_mel import LOG_OFFSET
 
 
 @dataclass(frozen=True, kw_only=True)

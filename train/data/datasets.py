@@ -1,4 +1,5 @@
-"""AVSBench loaders (S4, MS3, AVSS) that read AVSBench and AVS-Synth alike (SPEC §11).
+"""AVSBench loaders (S4, MS3, AVSS) that read AVSBench and AVS-Synth alike (docs/model.md,
+section 'Data layouts').
 
 Each item is a dict:
   frames      (T, 3, S, S) float32, ImageNet-normalised; padded frames are 0
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from selm.audio import fit_examples, log_mel_examples
-from selm.frames import normalize
-from selm.state_dict import atomic_write
+from selm.files import atomic_write
+from selm.transforms.frames import normalize
+from selm.transforms.log_mel import fit_examples, log_mel_examples
 from train.data import augment as aug
 from train.data.files import (
     load_log_mel,
@@ -271,3 +272,22 @@ def write_vggish_cache(dataset: AVSDataset, vggish, cache: str | os.PathLike | N
         emb = emb.float().cpu().clone()
         atomic_write(vggish_cache_path(cache, rec), lambda tmp, emb=emb: torch.save(emb, tmp))
     return cache
+
+
+def seeded_loader(
+    dataset, batch_size: int, sampler, num_workers: int, pin_memory: bool, seed: int
+) -> DataLoader:
+    """A DataLoader in `sampler`'s order whose workers draw from their own generator, seeded
+    with `seed` (never the global one), kept alive across epochs; batches of labels of
+    different sizes stay lists (`collate_clips`)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_clips,
+    )

@@ -18,8 +18,8 @@ import soundfile
 import torch
 from PIL import Image
 
-from selm.audio import SAMPLE_RATE, to_mono_16k
-from selm.palette import label_palette
+from selm.render.palette import label_palette
+from selm.transforms.log_mel import SAMPLE_RATE, to_mono_16k
 
 NUM_AVSS_CLASSES = 71  # AVSBench-semantic: background + 70 categories
 
@@ -54,7 +54,7 @@ def write_binary_mask(path: str | os.PathLike, mask: np.ndarray, mode: str = "1"
 
 # --- AVSS palette labels ---
 def avss_palette(num_classes: int = NUM_AVSS_CLASSES) -> np.ndarray:
-    """(num_classes, 3) uint8: the colours of AVSBench's label PNGs (`selm.palette`)."""
+    """(num_classes, 3) uint8: the colours of AVSBench's label PNGs (`selm.render.palette`)."""
     return label_palette(num_classes)
 
 

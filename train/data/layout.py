@@ -1,4 +1,4 @@
-"""Where AVSBench keeps its files (SPEC §11).
+"""Where AVSBench keeps its files (docs/model.md, section 'Data layouts').
 
 One class per setting says where every file of a clip lives. The loaders, the checker and the
 AVS-Synth writer all go through these classes, so they agree on every path.
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 
 SPLITS = ("train", "val", "test")
 AVSS_SUBSETS = ("v1s", "v1m", "v2")

@@ -1,5 +1,5 @@
 """AVS-Synth: a synthetic audio-visual segmentation benchmark with exact ground truth under any
-audio, written in the AVSBench layouts (see shared SYNTH.md and SPEC §11).
+audio, written in the AVSBench layouts (docs/model.md, section 'Data layouts').
 
 `generate(out, clips=..., seed=...)` writes a data set; `python -m train.synth --help` is the CLI.
 """

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from selm.settings import SETTINGS
+from selm.presets import SETTINGS
 from train.synth.generate import generate, split_sizes
 from train.synth.writer import DIFFICULTIES
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from selm.settings import SETTINGS
-from selm.state_dict import disk_full, remove_stale_temporaries
+from selm.files import disk_full, remove_stale_temporaries
+from selm.presets import SETTINGS
 from train.data.layout import SPLITS, layout_class
 from train.synth.scenes import CATEGORIES
 from train.synth.writer import (

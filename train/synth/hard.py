@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from selm.media import frame_times
+from selm.media.video import frame_times
 from train.synth.scenes import (
     CATEGORIES,
     SHAPE_EXTENT,
@@ -199,27 +199,7 @@ def sample_hard_clip(
         placed = _placement(rng, n, seconds, pan, occlude and _attempt < 300, shrink)
         if placed is None:
             continue
-        radii, centres, amps = placed
-        objects = []
-        for i, c in enumerate(cats):
-            m = motion[i]
-            colour = np.clip(np.asarray(CATEGORIES[c].colour) * m["jitter"], 0.0, 1.0)
-            objects.append(
-                SceneObject(
-                    category=c,
-                    radius=float(radii[i]),
-                    centre=(float(centres[i][0]), float(centres[i][1])),
-                    amplitude=(float(amps[i][0]), float(amps[i][1])),
-                    omega=m["omega"],
-                    phase=m["phase"],
-                    angle=m["angle"],
-                    spin=m["spin"],
-                    colour=tuple(float(x) for x in colour),
-                    sounding=tuple(flags[i]),
-                    sound=sounds[i],
-                    spans=spans[i],
-                )
-            )
+        objects = _scene_objects(cats, placed, motion, flags, sounds, spans)
         clip = Clip(
             seconds=seconds,
             objects=objects,
@@ -232,6 +212,32 @@ def sample_hard_clip(
         if min(_visible_fractions(objects, clip)) >= MIN_VISIBLE:
             return clip
     raise AssertionError("hard clip placement did not converge")
+
+
+def _scene_objects(cats, placed, motion, flags, sounds, spans) -> list[SceneObject]:
+    """The clip's objects at a placement (radii, centres, amplitudes) that fits."""
+    radii, centres, amps = placed
+    objects = []
+    for i, c in enumerate(cats):
+        m = motion[i]
+        colour = np.clip(np.asarray(CATEGORIES[c].colour) * m["jitter"], 0.0, 1.0)
+        objects.append(
+            SceneObject(
+                category=c,
+                radius=float(radii[i]),
+                centre=(float(centres[i][0]), float(centres[i][1])),
+                amplitude=(float(amps[i][0]), float(amps[i][1])),
+                omega=m["omega"],
+                phase=m["phase"],
+                angle=m["angle"],
+                spin=m["spin"],
+                colour=tuple(float(x) for x in colour),
+                sounding=tuple(flags[i]),
+                sound=sounds[i],
+                spans=spans[i],
+            )
+        )
+    return objects
 
 
 def visible_fractions(clip: Clip) -> list[float]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from selm.audio import SAMPLE_RATE
+from selm.transforms.log_mel import SAMPLE_RATE
 
-SR = SAMPLE_RATE  # the model's rate (selm.audio): the synthetic sounds are made at it
+SR = SAMPLE_RATE  # the model's rate (selm.transforms.log_mel): the synthetic sounds are made at it
 LEVEL = 0.1  # RMS of a source at loudness 1
 RAMP = 160  # 10 ms fade-in at the start of a sounding second
 TAIL = int(0.96 * SR)  # fades out over [i + 0.96, i + 1): between two audio examples

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from selm.writer import open_writer
+from selm.media.writer import open_writer
 from train.synth.scenes import Renderer
 from train.synth.sounds import SR
 

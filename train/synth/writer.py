@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from selm.audio import log_mel_examples
-from selm.media import frame_times
+from selm.media.video import frame_times
+from selm.transforms.log_mel import log_mel_examples
 from train.data.files import (
     quantize_pcm16,
     save_log_mel,

@@ -1,4 +1,5 @@
-"""CLEVER decoder (SPEC §6): shapes, gradients, float64 references, switches, release layout."""
+"""CLEVER decoder (docs/model.md, section 'CLEVER'): shapes, gradients, float64 references,
+switches, release layout."""
 
 import math
 import os
@@ -365,7 +366,7 @@ def test_light_mask_head_is_the_full_head_at_low_resolution_then_upsampled(num_c
 
 
 def test_light_mask_head_is_a_config_option_and_never_the_releases():
-    from selm.official_presets import OFFICIAL_PRESETS
+    from selm.presets import OFFICIAL_PRESETS
 
     assert SelMConfig().mask_head == "full"
     assert all(p.get("mask_head", "full") == "full" for p in OFFICIAL_PRESETS.values())

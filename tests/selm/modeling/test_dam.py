@@ -27,7 +27,8 @@ def _affine(conv, t):
 
 
 def _paper_dam(m: DAM, x, a):
-    """SPEC §3 written out per frame and per pixel, from the module's own weights."""
+    """docs/model.md, section 'Encoder and DAM', written out per frame and per pixel, from the
+    module's own weights."""
     bt, c, h, w = x.shape
     x_out, a_out, att_out = x.clone(), a.clone(), torch.zeros(bt, h * w, dtype=x.dtype)
     for b in range(bt):

@@ -19,7 +19,7 @@ MODELING = Path(selm.modeling.__file__).parent
 FORBIDDEN_MODULES = {
     "os", "io", "pathlib", "shutil", "tempfile", "glob", "pickle", "socket", "urllib", "http",
     "requests", "subprocess", "safetensors", "huggingface_hub", "gdown", "av", "soundfile",
-    "selm.checkpoint", "selm.pretrained", "selm.state_dict", "selm.media", "selm.build",
+    "selm.weights", "selm.media", "selm.build",
 }  # fmt: skip
 FORBIDDEN_CALLS = {"open", "torch.load", "torch.save", "torch.hub.load", "load_state_dict"}
 
