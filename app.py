@@ -239,12 +239,10 @@ def load(args: argparse.Namespace, cache):
     try:
         default = Predictor.from_pretrained(default_spec, device=device)
     except CheckpointError as err:
-        print(
-            f"error: the default checkpoint cannot be loaded: {err}\n"
-            "Pass one with --checkpoint DIR_OR_REPO (or official:NAME).",
-            file=sys.stderr,
+        fail(
+            f"the default checkpoint cannot be loaded: {err}; pass one with --checkpoint "
+            "DIR_OR_REPO (or official:NAME)"
         )
-        sys.exit(2)
     if not args.no_warmup:
         warm_up(default)
     pool = PredictorPool(

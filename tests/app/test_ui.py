@@ -375,6 +375,28 @@ def test_start_up_errors_are_one_line_and_load_nothing(tmp_path, capsys, monkeyp
     assert "--device 'tpu' is not a torch device" in err
 
 
+def test_a_checkpoint_with_a_damaged_config_is_one_line(tmp_path, capsys, monkeypatch, app_main):
+    import json
+
+    from selm.build import build_selm
+    from selm.weights.checkpoint import CONFIG_NAME, save_pretrained
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # main() sets it
+    folder = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "ckpt")
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["config"]["num_classes"] = 10**9
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["--checkpoint", str(folder), "--port", str(port), "--no-official"]
+    with pytest.raises(SystemExit) as info:
+        app_main.main([*argv, "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "the default checkpoint cannot be loaded" in err and "num_classes=1000000000" in err
+
+
 def test_sigterm_mid_request_leaves_nothing_in_the_cache(tmp_path, app_main):
     """The demo stopped (SIGTERM) while a request writes: the request is stopped and waited
     for before the cache folder is emptied, so nothing is written after it."""
