@@ -205,13 +205,21 @@ def checked_waveform(samples, what: str = "the audio waveform") -> np.ndarray:
     return wave
 
 
+# a peak up to this far past full scale is a lossy codec's overshoot (AAC decodes loud
+# masters a little past 1.0): clipped like the rest, but not worth a note
+NOTED_PEAK = 1.01
+
+
 def full_scale(wave: np.ndarray, what: str) -> tuple[np.ndarray, str | None]:
     """Samples beyond full scale (|x| > 1, e.g. a float WAV at 1e6) clipped to [-1, 1], as a
     player plays them and as the overlay's AAC track carries them, so the model hears what
-    is written -> (the waveform, a note saying how many were clipped, or None)."""
+    is written -> (the waveform, a note saying how many were clipped when the peak passes
+    NOTED_PEAK, else None)."""
     over = int(np.count_nonzero(np.abs(wave) > 1.0))
     if not over:
         return wave, None
+    if np.abs(wave).max() <= NOTED_PEAK:
+        return np.clip(wave, -1.0, 1.0), None
     note = (
         f"{what}: {over} of {wave.size} samples lie beyond full scale (peak "
         f"{float(np.abs(wave).max()):.3g}); the model hears them clipped to [-1, 1], as a "

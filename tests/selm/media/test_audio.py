@@ -220,3 +220,14 @@ def test_a_float_wav_beyond_full_scale_is_heard_as_the_overlay_carries_it(video,
     carried = read_audio(tmp_path / "o.mp4")[: len(pred.waveform)]
     error = np.sqrt(np.mean((carried - pred.waveform[: len(carried)]) ** 2))
     assert error < 0.1 * np.sqrt(np.mean(pred.waveform**2))  # the same signal, AAC aside
+
+
+def test_a_codecs_small_overshoot_is_clipped_without_a_note():
+    from selm.media.audio import full_scale
+
+    wave, note = full_scale(np.array([0.5, -1.004, 1.008], np.float32), "track")
+    assert note is None and np.abs(wave).max() == 1.0
+    wave, note = full_scale(np.array([0.5, 3.0], np.float32), "track")
+    assert wave.tolist() == [0.5, 1.0] and note.startswith("track: 1 of 2 samples lie beyond")
+    untouched = np.array([0.5, -1.0], np.float32)
+    assert full_scale(untouched, "track") == (untouched, None)
