@@ -106,8 +106,9 @@ def obtain(
                 path.unlink(missing_ok=True)
                 say(f"discarding {path} ({err}); downloading it again")
                 continue
-            if got.against is None:  # its first good copy: placed by hand or an older cache
-                remember(source.name, sha256=got.sha256, size=path.stat().st_size, source=str(path))
+            # the first good copy (put by hand, or cached before digests were recorded) is
+            # recorded; once one is, this does nothing
+            remember(source.name, sha256=got.sha256, size=path.stat().st_size, source=str(path))
             return got
         return _download(source, Path(places[0]), progress, say)
 

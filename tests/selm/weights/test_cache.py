@@ -78,6 +78,15 @@ def test_a_cached_vggish_is_checked_against_its_published_prefix(fake_drive, con
     assert release.vggish_file() == vggish and fake_drive.calls == [VGGISH_URL]
 
 
+def test_a_good_vggish_put_by_hand_is_used_and_recorded(fake_drive):
+    vggish = fake_drive.home / "downloads" / "vggish-10086976.pth"
+    vggish.parent.mkdir(parents=True)
+    vggish.write_bytes(fake_drive.store.vggish().read_bytes())
+    assert release.vggish_file() == vggish and fake_drive.calls == []
+    record = read_records()["vggish-10086976.pth"]
+    assert record == dict(record, sha256=sha256_of(vggish), source=str(vggish))
+
+
 def test_a_download_that_differs_from_the_recorded_one_is_refused(fake_drive, conversions):
     resolve_checkpoint("official:s4_r50")
     raw = fake_drive.home / "downloads" / "SelM_S4_R50.pth"
