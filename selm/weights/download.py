@@ -209,10 +209,11 @@ def _receive(source: Source, output: Path, progress: Progress | None, say: Calla
             if attempt == ATTEMPTS or not (unresumable or _transient(err)):
                 raise DownloadError(_failed(err, attempt, kept, output.parent)) from err
             delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S)) - 1]
-            say(
-                f"the download of {source.what} was interrupted ({_one_line(err)}); trying "
-                f"again in {delay:g} s (attempt {attempt + 1} of {ATTEMPTS})"
-            )
+            again = f"trying again in {delay:g} s (attempt {attempt + 1} of {ATTEMPTS})"
+            say(f"the download of {source.what} was interrupted ({_one_line(err)}); {again}")
+            if progress is not None:
+                done = min(kept / expected, 1.0) if expected else 0.0
+                progress(done, f"the download of {source.what} was interrupted; {again}")
             _sleep(delay)
             continue
         if not output.is_file():

@@ -20,6 +20,7 @@ from release_fakes import clear_proxies
 
 import selm.weights.cache as cache
 import selm.weights.download as download
+import selm.weights.release as release
 from selm.weights.cache import read_records, sha256_of
 from selm.weights.download import ATTEMPTS, RETRY_DELAYS_S, Source, obtain
 from selm.weights.release import ReleaseError
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_a_dropped_transfer_resumes_within_the_run(fake_drive, capsys):
     fake_drive.drops = 1
-    resolve_checkpoint("official:s4_r50")
+    reports = []
+    release.resolve_release("official:s4_r50", progress=lambda f, m: reports.append((f, m)))
     served = fake_drive.store.official("s4_r50")
     half = served.stat().st_size // 2
     assert fake_drive.starts == [0, half, 0]  # the second call went on from the kept half
@@ -41,6 +43,11 @@ def test_a_dropped_transfer_resumes_within_the_run(fake_drive, capsys):
     assert "was interrupted (ConnectionResetError: Connection broken" in err
     assert f"trying again in {RETRY_DELAYS_S[0]:g} s (attempt 2 of {ATTEMPTS})" in err
     assert f"resuming SelM_S4_R50.pth (official:s4_r50) after {half / 1e6:.0f} MB" in err
+    interrupted = [m for _, m in reports if "interrupted" in m]  # the demo shows it too
+    assert interrupted == [
+        "the download of SelM_S4_R50.pth (official:s4_r50) was interrupted; trying again in "
+        f"{RETRY_DELAYS_S[0]:g} s (attempt 2 of {ATTEMPTS})"
+    ]
     raw = fake_drive.home / "downloads" / "SelM_S4_R50.pth"
     assert sha256_of(raw) == sha256_of(served)
     assert not list((fake_drive.home / "downloads" / ".partial").glob("*/*"))
