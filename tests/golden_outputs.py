@@ -2,7 +2,9 @@
 the helpers that compare today's outputs with them (tests/data/golden_outputs.json).
 
 Bytes are only comparable on the toolchain that recorded them (torch, PyAV's FFmpeg and x264,
-OpenCV, numpy): elsewhere the comparison is skipped with the versions that differ. Recorded from
+OpenCV, numpy) and on the same kind of processor (the model's float results, and so a pixel at
+the threshold, depend on the CPU's oneMKL / oneDNN kernels): elsewhere the comparison is skipped
+with what differs. Recorded from
 selm-hard on the bundled examples and on `long_video` (three windows of T = 5 s).
 """
 
@@ -25,6 +27,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def processor() -> str:
+    """The CPU's model name and the instruction sets that choose torch's float kernels."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    name = fields.get("model name", "unknown")
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{name} ({' '.join(isa)})"
+
+
 def toolchain() -> dict[str, str]:
     import av
     import cv2
@@ -36,6 +51,7 @@ def toolchain() -> dict[str, str]:
         "cv2": cv2.__version__,
         "numpy": np.__version__,
         "ffmpeg": str(av.library_versions.get("libavcodec")),
+        "cpu": processor(),
     }
 
 

@@ -1,18 +1,23 @@
 """A fake Google Drive for the authors' releases: random-weight files in the six published layouts
 (names and shapes from tests/data/official/*.tsv: `published`) and a random VGGish,
-served by a monkeypatched `gdown.download`. Nothing touches the network."""
+served by a monkeypatched `gdown.download` that keeps and resumes partial files as gdown does.
+Nothing touches the network."""
 
 from __future__ import annotations
 
+import glob
 import math
-import shutil
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
+import requests.utils
 import torch
 
 import selm.weights.cache as downloads
+import selm.weights.download as download
 import selm.weights.release as release
 from selm.modeling.vggish import VGGish
 
@@ -111,16 +116,49 @@ class FileStore:
         return path
 
 
+QUOTA_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title>"
+    b"</head><body>Too many users have viewed or downloaded this file recently."
+    b"</body></html>"
+)
+
+
+def gdown_part(output: Path) -> Path | None:
+    """The partial file gdown keeps for `output` (its name, 8 random characters, `.part`)."""
+    found = [
+        p
+        for p in output.parent.glob(glob.escape(output.name) + "*.part")
+        if len(p.name) == len(output.name) + 8 + len(".part")
+    ]
+    return found[0] if found else None
+
+
+def copy_range(src: Path, out: Path, start: int, count: int) -> None:
+    """Append `count` bytes of `src` from byte `start` to `out`, a block at a time."""
+    with open(src, "rb") as f, open(out, "ab") as dst:
+        f.seek(start)
+        while count > 0 and (block := f.read(min(count, 1 << 22))):
+            dst.write(block)
+            count -= len(block)
+
+
 @dataclass
 class FakeDrive:
-    """What the fake served; `mode` changes how: "ok", "die" (half the bytes, then a dropped
-    connection), "html" (Drive's quota page), "offline" (no network), "refused" (reachable, but
-    the request fails), "swap:NAME" (serves
-    NAME's file for every spec)."""
+    """What the fake served; `mode` changes how: "ok", "html" (Drive's quota page), "offline"
+    (no network: the reachability probe fails), "refused" (reachable, but every request fails),
+    "alter" (the right file with one byte changed), "swap:NAME" (serves NAME's file for every
+    spec). `drops`: the next that many calls drop the connection halfway through what is left
+    of the file, keeping what came (gdown's `.part`), then raise."""
 
     store: FileStore
     mode: str = "ok"
+    drops: int = 0
     calls: list[str] = field(default_factory=list)
+    starts: list[int | None] = field(default_factory=list)  # byte each call began at (None:
+    # gdown found the file finished and skipped it)
+    options: list[dict] = field(default_factory=list)  # resume, retries, timeout per call
+    proxies: list[dict] = field(default_factory=list)  # what requests would use per call
+    waits: list[float] = field(default_factory=list)  # the backoff between attempts
     progress: list[float] = field(default_factory=list)
     home: Path | None = None
 
@@ -133,47 +171,101 @@ class FakeDrive:
             name = self.mode.split(":", 1)[1]
         return self.store.official(name)
 
-    def download(self, url=None, output=None, quiet=False, id=None, progress=None, **kw):
+    def probe(self, url: str) -> str | None:
+        return f"{urlparse(url).hostname} cannot be reached" if self.mode == "offline" else None
+
+    def download(
+        self, url=None, output=None, quiet=False, id=None, progress=None, resume=False, **kw
+    ):
         self.calls.append(id or url)
+        self.options.append(dict(kw, resume=resume))
+        address = url or f"https://drive.google.com/uc?id={id}"
+        self.proxies.append(requests.utils.get_environ_proxies(address))
         if self.mode in ("offline", "refused"):
             raise ConnectionError("[Errno -3] Temporary failure in name resolution")
+        out = Path(output)
+        if resume and out.is_file():  # gdown: "Skipping already downloaded file"
+            self.starts.append(None)
+            return output
+        part = gdown_part(out) if resume else None
+        if part is None:
+            part = out.with_name(f"{out.name}{uuid.uuid4().hex[:8]}.part")
+            part.write_bytes(b"")
+        start = part.stat().st_size
+        self.starts.append(start)
         if self.mode == "html" and id is not None:
-            Path(output).write_bytes(
-                b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title>"
-                b"</head><body>Too many users have viewed or downloaded this file recently."
-                b"</body></html>"
-            )
+            part.write_bytes(QUOTA_PAGE)
+            part.rename(out)
             return output
         src = self.source(url, id)
         size = src.stat().st_size
-        if self.mode == "die" and id is not None:
-            with open(src, "rb") as f, open(output, "wb") as out:
-                out.write(f.read(size // 2))
+        if self.drops:
+            self.drops -= 1
+            copy_range(src, part, start, (size - start) // 2)
             raise ConnectionResetError("Connection broken: IncompleteRead")
-        shutil.copyfile(src, output)
+        copy_range(src, part, start, size - start)
+        if self.mode == "alter" and id is not None:
+            with open(part, "r+b") as f:
+                f.seek(size // 2)
+                byte = f.read(1)
+                f.seek(size // 2)
+                f.write(bytes([byte[0] ^ 0xFF]))
         if progress is not None:
             progress(size // 2, size)
             progress(size, size)
             self.progress.append(1.0)
+        part.rename(out)
         return output
 
 
 def install(monkeypatch, store: FileStore, home: Path, mode: str = "ok") -> FakeDrive:
-    """Route every download to a FakeDrive and the cache to `home`."""
+    """Route every download to a FakeDrive, the cache to `home`, the reachability probe to the
+    fake's mode and the waits between attempts to `fake.waits`."""
     import gdown
 
     fake = FakeDrive(store, mode, home=home)
     monkeypatch.setenv(downloads.HOME_ENV, str(home))
     monkeypatch.delenv(downloads.OFFLINE_ENV, raising=False)
     monkeypatch.setattr(gdown, "download", fake.download)
-    monkeypatch.setattr(downloads, "reachable", lambda url: fake.mode != "offline")
+    monkeypatch.setattr(download, "network_problem", fake.probe)
+    monkeypatch.setattr(download, "_sleep", fake.waits.append)
     digest = downloads.sha256_of(store.vggish())
     monkeypatch.setattr(release, "VGGISH_SHA256_PREFIX", digest[:8])
     return fake
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def clear_proxies(monkeypatch) -> None:
+    """No proxy settings in the environment, either case, for the test."""
+    for name in PROXY_VARIABLES:
+        for variant in (name, name.lower()):
+            monkeypatch.setenv(variant, "")  # recorded, so the old value comes back
+            monkeypatch.delenv(variant)
+
+
 def cache_files(home: Path) -> list[str]:
-    """Every file under the cache, relative, sorted (to see what a failure left behind)."""
+    """Every file under the cache, relative, sorted (to see what a failure left behind); the
+    download locks (empty files in downloads/.partial/ that stay) are left out."""
     if not home.exists():
         return []
-    return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if p.is_file() and not (p.parent.name == ".partial" and p.suffix == ".lock")
+    )
+
+
+def stub_conversion(monkeypatch) -> list[dict]:
+    """release._convert_into records what it was given (the model card's source, the number
+    of tensors, setting and backbone) instead of converting: for tests about which file is
+    used, not the conversion."""
+    seen = []
+
+    def convert(folder, state, setting, backbone, source, progress, say):
+        seen.append(dict(source, tensors=len(state), setting=setting, backbone=backbone))
+        return folder
+
+    monkeypatch.setattr(release, "_convert_into", convert)
+    return seen

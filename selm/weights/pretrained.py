@@ -3,8 +3,9 @@
 Modules never read files (`selm.modeling`); the builder (`selm.build`) calls these after
 construction. Backbone order: an explicit `weights_path` wins; else, with `pretrained`, a copy
 already in the Hugging Face (or torch hub) cache; else a download, attempted only when the hub is
-online and reachable. Offline (HF_HUB_OFFLINE=1) or unreachable, it fails at once with the file
-to supply and how. `pretrained=True` means the paper's ImageNet weights for the paper's two
+online and reachable (directly, or through the proxy the environment names: HTTPS_PROXY,
+NO_PROXY, ...). Offline (HF_HUB_OFFLINE=1) or unreachable, it fails at once with the file to
+supply and how. `pretrained=True` means the paper's ImageNet weights for the paper's two
 backbones (`PAPER_WEIGHTS`), timm's default weights for any other; a string names a timm tag.
 """
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from selm.modeling.vggish import VGGish
-from selm.weights.cache import reachable
+from selm.weights.cache import network_problem
 from selm.weights.state_dict import (
     load_state_strict,
     read_weights,
@@ -168,8 +169,9 @@ def pretrained_file(name: str) -> Path:
     if _offline():
         raise _missing(name, where, "HF_HUB_OFFLINE is set and they are not in the local cache")
     source = _hub_endpoint() if repo else cfg.url
-    if not reachable(source):
-        raise _missing(name, where, f"{urlparse(source).hostname} cannot be reached")
+    problem = network_problem(source)
+    if problem is not None:
+        raise _missing(name, where, problem)
     try:
         return _download(repo, files, cfg.url, url_file)
     except Exception as err:  # network and hub errors come in many types

@@ -4,11 +4,13 @@
     official:avss_r50  official:avss_pvt                  (or a path ending in .pth)
 
 First use downloads the authors' `.pth` from Google Drive (gdown) and torchvggish's
-`vggish-10086976.pth` into the selm cache (`selm.weights.cache`), converts once with `selm.convert`
-and keeps the converted `config.json` + `model.safetensors` (+ a model card) in
-`checkpoints/official-<name>/`; later uses load that copy and never download. A raw `.pth` is
-read with `weights_only=True`, its setting and backbone are read off its tensor names and
-shapes, and it is converted into `checkpoints/pth-<sha256[:16]>/`.
+`vggish-10086976.pth` into the selm cache (`selm.weights.download`: resumed when interrupted,
+checked, digests recorded), converts once with `selm.convert` and keeps the converted
+`config.json` + `model.safetensors` (+ a model card) in `checkpoints/official-<name>/`; later
+uses load that copy and never download. A `.pth` put in `downloads/` by hand is used under
+either name, ours (`SelM_S4_R50.pth`) or the one the authors' test scripts use (`S4_R50.pth`).
+A raw `.pth` is read with `weights_only=True`, its setting and backbone are read off its tensor
+names and shapes, and it is converted into `checkpoints/pth-<sha256[:16]>/`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from selm.presets import BACKBONE_NAMES, official_preset_name
 from selm.runtime import Progress
 from selm.weights.cache import (
     DownloadError,
-    check_torch_file,
+    IntegrityError,
     checkpoints_dir,
     downloads_dir,
-    fetch,
     sha256_of,
 )
 from selm.weights.checkpoint import CheckpointError, is_checkpoint, save_pretrained
+from selm.weights.download import Source, obtain
 from selm.weights.model_card import write_model_card
 from selm.weights.pretrained import VGGISH_FILE, VGGISH_URL
 from selm.weights.release_layout import (
@@ -49,8 +51,9 @@ _LABEL_BACKBONES = {"r50": "R50", "pvt": "PVTv2"}
 @dataclass(frozen=True)
 class OfficialModel:
     """One published model: where it is, what it is, what the paper reports for it (M_J / M_F;
-    for AVSS mIoU / F-score). `size` / `sha256` of the published file: None until recorded
-    (nothing here has downloaded them yet); the layout check runs either way."""
+    for AVSS mIoU / F-score). `size` / `sha256` of the published file: None until someone
+    publishes them (nothing here has downloaded the files); the layout check runs either way,
+    and the first good download's digest is recorded in the cache and checked from then on."""
 
     name: str  # s4_r50, ...
     setting: str
@@ -80,6 +83,11 @@ class OfficialModel:
     @property
     def file_name(self) -> str:
         return f"SelM_{self.setting.upper()}_{self.backbone.upper()}.pth"
+
+    @property
+    def authors_file_name(self) -> str:
+        """The name the authors' test scripts load (`--weights ../S4_R50.pth`)."""
+        return f"{self.setting.upper()}_{self.backbone.upper()}.pth"
 
     @property
     def preset(self) -> str:
@@ -147,51 +155,45 @@ def resolve_official(
     if is_checkpoint(model.folder):
         return model.folder
 
-    raw = downloads_dir() / model.file_name
-    state, digest = None, None
-    if raw.is_file():  # downloaded before; the conversion did not finish: check it again
+    def validate(path: Path) -> dict:
         try:
-            digest = check_torch_file(
-                raw, what=model.file_name, size=model.size, sha256=model.sha256
-            )
-            state = read_official(raw)
-            _expect_layout(state, model)
-        except (DownloadError, ConversionError) as err:
-            raw.unlink(missing_ok=True)
-            say(f"discarding {raw} ({err}); downloading it again")
-            state = None
-    if state is None:
-        say(f"downloading {model.label} ({model.spec}) from {model.drive_url} to {raw}")
-
-        def validate(path: Path):
             loaded = read_official(path)
             _expect_layout(loaded, model)
-            return loaded
+        except ConversionError as err:
+            raise DownloadError(str(err)) from err
+        return loaded
 
-        try:
-            digest, state = fetch(
-                url=model.download_url,
-                target=raw,
-                what=f"{model.file_name} ({model.spec})",
-                size=model.size,
-                sha256=model.sha256,
-                progress=progress,
-                drive_id=model.drive_id,
-                validate=validate,
-            )
-        except (DownloadError, ConversionError) as err:
-            raise ReleaseError(_manual_steps(model, raw, str(err))) from err
-    source = dict(
+    source = Source(
+        name=model.file_name,
+        what=f"{model.file_name} ({model.spec})",
+        url=model.download_url,
+        page=model.drive_url,
+        drive_id=model.drive_id,
+        size=model.size,
+        sha256=model.sha256,
+        validate=validate,
+    )
+    folder = downloads_dir()
+    places = (folder / model.file_name, folder / model.authors_file_name)
+    try:
+        got = obtain(source, places, progress=progress, say=say)
+    except IntegrityError as err:
+        raise ReleaseError(f"{model.label} ({model.spec}): {err}") from err
+    except DownloadError as err:
+        raise ReleaseError(_manual_steps(model, str(err))) from err
+    origin = dict(
         spec=model.spec,
-        file=model.file_name,
+        file=got.path.name,
         drive_id=model.drive_id,
         drive_url=model.drive_url,
-        sha256=digest,
-        sha256_recorded=model.sha256 is not None,
+        sha256=got.sha256,
+        sha256_checked_against=got.against or "nothing yet (recorded now)",
         paper_mj=model.paper_mj,
         paper_mf=model.paper_mf,
     )
-    return _convert_into(model.folder, state, model.setting, model.backbone, source, progress, say)
+    return _convert_into(
+        model.folder, got.checked, model.setting, model.backbone, origin, progress, say
+    )
 
 
 def _expect_layout(state: dict, model: OfficialModel) -> None:
@@ -207,14 +209,15 @@ def _expect_layout(state: dict, model: OfficialModel) -> None:
         )
 
 
-def _manual_steps(model: OfficialModel, raw: Path, reason: str) -> str:
-    folder = model.folder
+def _manual_steps(model: OfficialModel, reason: str) -> str:
+    folder = downloads_dir()
     return (
         f"could not get {model.label} ({model.spec}): {reason}.\n"
         f"Download it yourself from {model.drive_url} (Google Drive file id {model.drive_id}) "
-        f"and either put it at {raw} (then use --checkpoint {model.spec} again), or run:\n"
+        f"and put it in the folder {folder} as {model.file_name} or {model.authors_file_name} "
+        f"(the name the authors' test scripts use), then use {model.spec} again; or run:\n"
         f"  python -m selm.convert {model.file_name} --setting {model.setting} "
-        f"--backbone {model.backbone} --out {folder} --vggish-weights {VGGISH_FILE}\n"
+        f"--backbone {model.backbone} --out {model.folder} --vggish-weights {VGGISH_FILE}\n"
         f"(VGGish: {VGGISH_URL})"
     )
 
@@ -246,25 +249,25 @@ def resolve_pth(path: Path, *, progress: Progress | None = None, say: Callable =
 
 
 def vggish_file(progress: Progress | None = None, say: Callable = _say) -> Path:
-    """torchvggish's weights in the cache, downloaded (and checked) when missing."""
+    """torchvggish's weights in the cache, checked (its name's sha256 prefix, the recorded
+    digest) whether found there or downloaded now."""
     path = downloads_dir() / VGGISH_FILE
-    if path.is_file():
-        return path
-    say(f"downloading {VGGISH_FILE} from {VGGISH_URL} to {path}")
+    source = Source(
+        name=VGGISH_FILE,
+        what=VGGISH_FILE,
+        url=VGGISH_URL,
+        page=VGGISH_URL,
+        sha256=VGGISH_SHA256_PREFIX,
+    )
     try:
-        fetch(
-            url=VGGISH_URL,
-            target=path,
-            what=VGGISH_FILE,
-            sha256=VGGISH_SHA256_PREFIX,
-            progress=progress,
-        )
+        return obtain(source, (path,), progress=progress, say=say).path
+    except IntegrityError as err:
+        raise ReleaseError(f"VGGish's weights: {err}") from err
     except DownloadError as err:
         raise ReleaseError(
             f"could not get VGGish's weights ({err}). Download {VGGISH_URL} yourself and put "
-            f"it at {path}, then run the same command again."
+            f"it in the folder {path.parent} as {VGGISH_FILE}, then run the same command again."
         ) from err
-    return path
 
 
 def _convert_into(

@@ -85,6 +85,26 @@ def test_pretrained_unreachable_hub_fails_fast(empty_caches, monkeypatch):
     assert time.monotonic() - start < 10
 
 
+def test_pretrained_offline_fails_at_once_behind_a_proxy_too(empty_caches, proxy_only, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"HF_HUB_OFFLINE is set.*backbone_weights: PATH"):
+        pretrained_file("resnet18")
+    assert proxy_only.tried == []  # nothing was probed
+
+
+def test_behind_a_proxy_the_hub_download_is_attempted(fake_hub, proxy_only, monkeypatch):
+    """Direct connections refused, HTTPS_PROXY set: the probe asks the proxy, and the hub's
+    download (which reads the same variables) runs."""
+    from selm.weights.cache import network_problem
+
+    monkeypatch.setattr(pretrained, "network_problem", network_problem)  # the real probe
+    monkeypatch.setattr(pretrained, "_hub_endpoint", lambda: "https://huggingface.co")
+    asked, _ = fake_hub
+    pretrained_file("resnet18")
+    assert asked == [("timm/resnet18.a1_in1k", "model.safetensors")]
+    assert proxy_only.tried == [proxy_only.address]  # not huggingface.co:443
+
+
 def test_save_and_load_round_trip(official, tmp_path):
     path = tmp_path / "vggish.pth"
     state = dict(official.state_dict())
@@ -148,7 +168,7 @@ def fake_hub(empty_caches, monkeypatch, tmp_path):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(pretrained, "reachable", lambda url: True)
+    monkeypatch.setattr(pretrained, "network_problem", lambda url: None)
     asked, served = [], {}
 
     def download(repo_id, filename, cache_dir=None, **kwargs):

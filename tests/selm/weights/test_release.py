@@ -1,11 +1,14 @@
 """The authors' releases as checkpoints (selm.weights.release), against a fake Google Drive
-(tests/release_fakes.py): download, check, convert, cache; every failure leaves nothing behind;
-layout detection; a malicious pickle is refused without running."""
+(tests/release_fakes.py): download, check, convert, cache; a dropped transfer resumes, within the
+run and in the next one; a failure leaves nothing a later run would trust; digests recorded and
+checked; either name for a file put by hand; layout detection; a malicious pickle is refused
+without running."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -16,8 +19,9 @@ from safetensors import safe_open
 from selm import predict as predict_cli
 from selm.config import get_config
 from selm.media.writer import open_writer
-from selm.weights.cache import sha256_of
+from selm.weights.cache import read_records, sha256_of
 from selm.weights.checkpoint import CheckpointError, read_config
+from selm.weights.download import ATTEMPTS, GDOWN_RETRIES, RETRY_DELAYS_S
 from selm.weights.pretrained import VGGISH_URL
 from selm.weights.release import REGISTRY, ReleaseError, official_model
 from selm.weights.resolve import resolve_checkpoint
@@ -57,11 +61,15 @@ def test_spec_downloads_converts_caches_and_then_never_downloads(fake_drive, nam
     assert folder == fake_drive.home / "checkpoints" / f"official-{name}"
     assert fake_drive.calls == [model.drive_id, VGGISH_URL]
     assert fake_drive.progress  # the progress callback reached gdown
+    for options in fake_drive.options:  # resumable, retried, with timeouts
+        assert options["resume"] is True and options["retries"] == GDOWN_RETRIES
+        assert options["timeout"] is not None
     assert cache_files(fake_drive.home) == sorted(
         [
             f"checkpoints/official-{name}/README.md",
             f"checkpoints/official-{name}/config.json",
             f"checkpoints/official-{name}/model.safetensors",
+            "downloads/checksums.json",
             f"downloads/{model.file_name}",
             "downloads/vggish-10086976.pth",
         ]
@@ -70,6 +78,11 @@ def test_spec_downloads_converts_caches_and_then_never_downloads(fake_drive, nam
     meta = json.loads((folder / "config.json").read_text())["converted_from"]
     served = fake_drive.store.official(name)
     assert meta["sha256"] == sha256_of(served) and meta["spec"] == model.spec
+    records = read_records()  # the first good download of each file, recorded
+    assert records[model.file_name]["sha256"] == meta["sha256"]
+    assert records[model.file_name]["size"] == served.stat().st_size
+    assert records[model.file_name]["source"] == model.download_url
+    assert records["vggish-10086976.pth"]["sha256"] == sha256_of(fake_drive.store.vggish())
     theirs = torch.load(served, weights_only=True)
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         for published_name, ours in {**SPOTS[model.backbone], **SPOTS["both"]}.items():
@@ -90,25 +103,38 @@ def test_spec_downloads_converts_caches_and_then_never_downloads(fake_drive, nam
 @pytest.mark.parametrize(
     "mode, message",
     [
-        ("die", r"download failed \(ConnectionResetError: Connection broken"),
+        ("drop", r"download failed after 4 attempts \(ConnectionResetError: Connection broken"),
         ("html", r"web page instead of .*quota exceeded"),
         ("swap:ms3_r50", r"is the ms3 / ResNet-50 model, not the published official:s4_r50"),
         ("offline", r"drive\.google\.com cannot be reached"),
-        ("refused", r"download failed \(ConnectionError: \[Errno -3\]"),
+        ("refused", r"download failed after 4 attempts \(ConnectionError: \[Errno -3\]"),
     ],
 )
-def test_failures_say_what_to_do_and_leave_nothing(fake_drive, mode, message):
-    fake_drive.mode = mode
+def test_failures_say_what_to_do_and_leave_nothing_to_trust(fake_drive, mode, message):
+    if mode == "drop":  # every attempt drops the connection halfway through what is left
+        fake_drive.drops = ATTEMPTS
+    else:
+        fake_drive.mode = mode
     with pytest.raises(ReleaseError, match=message) as err:
         resolve_checkpoint("official:s4_r50")
     text = str(err.value)
-    # the file, its Drive link, where to put it, the manual command
-    assert "https://drive.google.com/file/d/1kJI00umTGOa05HxDdrHYVPozLn32cc_o/view" in text
-    assert str(fake_drive.home / "downloads" / "SelM_S4_R50.pth") in text
-    assert "python -m selm.convert SelM_S4_R50.pth --setting s4 --backbone r50" in text
-    assert cache_files(fake_drive.home) == []  # no partial file, no scratch folder
+    # the file, its Drive link, where to put it (the folder, under either name), the command
     downloads = fake_drive.home / "downloads"
-    assert not downloads.exists() or not list(downloads.iterdir())
+    assert "https://drive.google.com/file/d/1kJI00umTGOa05HxDdrHYVPozLn32cc_o/view" in text
+    assert f"put it in the folder {downloads} as SelM_S4_R50.pth or S4_R50.pth" in text
+    assert "python -m selm.convert SelM_S4_R50.pth --setting s4 --backbone r50" in text
+    assert len(text.splitlines()) == 4  # the reason on one line, then the steps
+    assert re.search(message, text.splitlines()[0])
+    if mode == "drop":  # what came is kept for the next run, outside what a run would trust
+        (part,) = cache_files(fake_drive.home)
+        assert part.startswith("downloads/.partial/SelM_S4_R50.pth-") and part.endswith(".part")
+        assert f"received are kept in {downloads / '.partial'}" in text
+    else:
+        assert cache_files(fake_drive.home) == []  # no partial file, no scratch folder
+    assert not (downloads / "SelM_S4_R50.pth").exists()
+    retried = mode in ("drop", "refused")  # the others are not worth another try
+    assert fake_drive.waits == (list(RETRY_DELAYS_S) if retried else [])
+    assert len(fake_drive.calls) == (ATTEMPTS if retried else 0 if mode == "offline" else 1)
 
 
 def test_selm_offline_forbids_downloads(fake_drive, monkeypatch):
@@ -201,11 +227,28 @@ def test_a_pickle_payload_is_refused_and_never_runs(fake_drive, tmp_path):
 def test_files_put_by_hand_are_used_offline(fake_drive):
     downloads = fake_drive.home / "downloads"
     downloads.mkdir(parents=True)
-    (downloads / "SelM_S4_R50.pth").write_bytes(fake_drive.store.official("s4_r50").read_bytes())
+    (downloads / "S4_R50.pth").write_bytes(fake_drive.store.official("s4_r50").read_bytes())
     (downloads / "vggish-10086976.pth").write_bytes(fake_drive.store.vggish().read_bytes())
     fake_drive.mode = "offline"
     folder = resolve_checkpoint("official:s4_r50")
     assert read_config(folder) == get_config("selm_r50_official_s4") and fake_drive.calls == []
+
+
+@pytest.mark.parametrize("name", ["SelM_MS3_PVT.pth", "MS3_PVT.pth"])
+def test_a_file_put_by_hand_is_found_under_either_name(fake_drive, conversions, name):
+    """Ours, or the name the authors' test scripts load (`--weights ../MS3_PVT.pth`)."""
+    downloads = fake_drive.home / "downloads"
+    downloads.mkdir(parents=True)
+    served = fake_drive.store.official("ms3_pvt")
+    (downloads / name).write_bytes(served.read_bytes())
+    fake_drive.mode = "offline"
+    resolve_checkpoint("official:ms3_pvt")
+    (seen,) = conversions
+    assert seen["file"] == name and (seen["setting"], seen["backbone"]) == ("ms3", "pvt")
+    assert seen["sha256"] == sha256_of(served) and fake_drive.calls == []
+    assert seen["sha256_checked_against"] == "nothing yet (recorded now)"
+    record = read_records()["SelM_MS3_PVT.pth"]  # one record for the file, whatever its name
+    assert record["sha256"] == sha256_of(served) and record["source"] == str(downloads / name)
 
 
 def test_a_bad_file_put_by_hand_is_discarded(fake_drive, capsys):
