@@ -20,14 +20,13 @@ from app.requests import (
     model_card,
     model_note,
     negative_requests,
-    request_dir,
     run_options,
     span,
     user_errors,
 )
 from app.settings import DemoSettings
 from app.state import PredictorPool, ResultStore
-from app.validation import DemoError, scrub_paths
+from app.validation import DemoError, checked_threshold, scrub_paths
 
 log = logging.getLogger("selm.demo")
 
@@ -59,8 +58,9 @@ def on_run(
     key=None,
     progress=PROGRESS,
 ):
-    with user_errors(), request_dir(settings.cache_dir) as workdir:
-        report = gradio_progress(progress)
+    with user_errors(), settings.requests.folder(settings.cache_dir) as workdir:
+        threshold_value = checked_threshold(threshold_value)
+        report = settings.requests.watch(gradio_progress(progress))
         report(0.0, "reading the video")
         spec = checkpoint_spec(settings, picked, typed)
         predictor = pool.get(spec)
@@ -102,8 +102,9 @@ def on_illusion(
     key=None,
     progress=PROGRESS,
 ):
-    with user_errors(), request_dir(settings.cache_dir) as workdir:
-        report = gradio_progress(progress)
+    with user_errors(), settings.requests.folder(settings.cache_dir) as workdir:
+        threshold_value = checked_threshold(threshold_value)
+        report = settings.requests.watch(gradio_progress(progress))
         report(0.0, "reading the video")
         predictor = pool.get(checkpoint_spec(settings, picked, typed))
         requests = negative_requests(settings, video_path, negatives, probe_example, probe_upload)
@@ -149,8 +150,9 @@ def on_compare(
     key=None,
     progress=PROGRESS,
 ):
-    with user_errors(), request_dir(settings.cache_dir) as workdir:
-        report = gradio_progress(progress)
+    with user_errors(), settings.requests.folder(settings.cache_dir) as workdir:
+        threshold_value = checked_threshold(threshold_value)
+        report = settings.requests.watch(gradio_progress(progress))
         report(0.0, "reading the video")
         specs = (
             checkpoint_spec(settings, picked, typed),
@@ -183,14 +185,15 @@ def on_compare(
         )
 
 
-def redraw(store: ResultStore, outputs: Callable, count: int, key, threshold_value, *extra):
+def redraw(settings: DemoSettings, outputs: Callable, count: int, key, threshold_value, *extra):
     """Redraw a tab from the session's stored result at a new threshold (no model run), at the
-    second and level shown; `count` outputs are left as they are when nothing is stored (never
-    run, or dropped from the bounded store)."""
-    result = store.get(key)
+    second and level shown, in a request folder under the cache folder; `count` outputs are
+    left as they are when nothing is stored (never run, or dropped from the bounded store)."""
+    result = settings.store.get(key)
     if result is None:
         return (gr.skip(),) * count
-    with user_errors(), request_dir() as workdir:
+    with user_errors(), settings.requests.folder(settings.cache_dir) as workdir:
+        threshold_value = checked_threshold(threshold_value)
         return outputs(result, threshold_value, *extra, workdir, key=key)
 
 
@@ -200,7 +203,7 @@ def on_maps(store: ResultStore, draw: Callable, key, threshold_value, second_val
     if result is None:
         return gr.skip(), gr.skip()
     with user_errors():
-        return draw(result, threshold_value, second_value, level_value)
+        return draw(result, checked_threshold(threshold_value), second_value, level_value)
 
 
 def on_pick(pool, checkpoints: dict[str, str], picked, progress=PROGRESS):

@@ -1,13 +1,12 @@
 """What a demo request brings and how it ends: a checkpoint spec, an audio request and the
-negatives from the inputs' values (a visitor names examples and checkpoints, never paths); a
-folder of its own, removed when it ends; errors turned into messages that name no server path;
-gradio's progress mapped onto the stages of the request; what to say about the model used."""
+negatives from the inputs' values (a visitor names examples and checkpoints, never paths);
+errors turned into messages that name no server path; gradio's progress mapped onto the stages
+of the request; what to say about the model used. Its folder and its place among the requests
+in flight: `app.state.Requests`."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,19 +23,6 @@ from selm.weights.release import OFFICIAL_PREFIX
 from selm.weights.state_dict import CheckpointError
 
 log = logging.getLogger("selm.demo")
-
-
-@contextmanager
-def request_dir(root: Path | None = None) -> Iterator[Path]:
-    """A fresh temporary folder for one request (under `root` when given), removed when the
-    request ends."""
-    if root is not None:
-        Path(root).mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="selm-demo-", dir=root))
-    try:
-        yield workdir
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextmanager

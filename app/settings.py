@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.examples import CheckpointInfo, Example, checkpoint_info
-from app.state import ResultStore
+from app.state import Requests, ResultStore
 from app.validation import Limits
 from selm.weights.release import OFFICIAL_PREFIX
 
@@ -30,6 +30,7 @@ class DemoSettings:
     allow_any_checkpoint: bool = False
     store: ResultStore = field(default_factory=ResultStore)
     cache_dir: Path | None = None
+    requests: Requests = field(default_factory=Requests)
 
 
 def infos(settings: DemoSettings) -> dict[str, CheckpointInfo]:

@@ -5,23 +5,34 @@
 random key, bounded in bytes and in age: a session's `gr.State` holds only the key, so users
 never see each other's results and memory stays within the budget however many visit.
 `CacheDir` is the folder the app owns for gradio's uploads and outputs, emptied at start-up
-and at shutdown.
+and at shutdown, and locked while the app runs; `Requests` are the requests in flight, each in
+a folder of its own, which shutting down stops and waits for before the folder is emptied.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from app.validation import DemoError
+from selm.runtime import Progress
+
+try:
+    import fcntl
+except ImportError:  # Windows: the cache folder is not locked there
+    fcntl = None
 
 
 class PredictorPool:
@@ -149,25 +160,69 @@ class ResultStore:
 class CacheDir:
     """The app's own folder for uploads and outputs (gradio's GRADIO_TEMP_DIR).
 
-    `reset()` empties it (at start-up: what a killed run left) and marks it as the app's;
-    `clear()` removes what is in it (at shutdown). A folder that holds files but not the mark is
-    never emptied: `--cache-dir ~` must not wipe a home folder."""
+    `reset()` takes the folder for this process (a lock on its mark file, which holds the
+    owner's pid), empties it (at start-up: what a killed run left) and marks it as the app's;
+    `clear()` removes what is in it (at shutdown); `release()` gives it up. A folder that
+    another live process holds is never emptied (its lock goes when that process dies, so a
+    killed run's folder is taken over), nor one that holds files but not the mark:
+    `--cache-dir ~` must not wipe a home folder."""
 
     MARK = ".selm-demo-cache"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).absolute()
+        self._lock: int | None = None
 
     def reset(self) -> Path:
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(
+                f"--cache-dir {self.path} is a file, not a folder; give a folder (it is "
+                "created when missing)"
+            )
         if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / self.MARK).exists():
             raise ValueError(
                 f"the cache folder {self.path.name!r} holds files this app did not make; give "
                 "--cache-dir an empty or new folder"
             )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._take()
+        except PermissionError as err:
+            raise ValueError(
+                f"--cache-dir {self.path} cannot be written ({err.strerror}); give a folder "
+                "this user may write"
+            ) from err
         self.clear()
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / self.MARK).touch()
         return self.path
+
+    def _take(self) -> None:
+        """Lock the mark file for this process, or ValueError naming the live owner."""
+        if self._lock is not None:
+            return
+        fd = os.open(self.path / self.MARK, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            self._lock = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ValueError(
+                f"the cache folder {self.path} is in use by another running demo (pid "
+                f"{owner}); stop that one, or give this one its own --cache-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def release(self) -> None:
+        """Give the folder up (the lock; the mark stays)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def clear(self) -> None:
         """Remove everything in the folder but its mark."""
@@ -184,3 +239,68 @@ class CacheDir:
         if not self.path.is_dir():
             return []
         return [p for p in self.path.rglob("*") if p.is_file() and p.name != self.MARK]
+
+
+@contextmanager
+def request_dir(root: Path | None = None) -> Iterator[Path]:
+    """A fresh temporary folder for one request (under `root` when given), removed when the
+    request ends."""
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="selm-demo-", dir=root))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+SHUTTING_DOWN = "The demo is shutting down; nothing was kept. Try again when it is back."
+
+
+class Requests:
+    """The requests in flight. Each runs in its own folder (`folder`) and reports progress
+    through `watch`; `close()` (at shutdown) refuses new ones, stops those in flight at their
+    next progress report (their folders and partial outputs removed as on any error) and
+    waits for them, so that nothing is written once the cache folder is emptied."""
+
+    def __init__(self) -> None:
+        self._closing = threading.Event()
+        self._done = threading.Condition()
+        self._active = 0
+
+    def check(self) -> None:
+        if self._closing.is_set():
+            raise DemoError(SHUTTING_DOWN)
+
+    @contextmanager
+    def folder(self, root: Path | None = None) -> Iterator[Path]:
+        """`request_dir(root)`, counted as in flight until it is removed."""
+        self.check()
+        with self._done:
+            self._active += 1
+        try:
+            with request_dir(root) as workdir:
+                yield workdir
+        finally:
+            with self._done:
+                self._active -= 1
+                self._done.notify_all()
+
+    def watch(self, progress: Progress) -> Progress:
+        """`progress` that first stops the request when the demo is shutting down."""
+
+        def report(fraction: float, message: str) -> None:
+            self.check()
+            progress(fraction, message)
+
+        return report
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new requests and wait up to `timeout` s for those in flight -> whether none
+        is left."""
+        self._closing.set()
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._active and (left := deadline - time.monotonic()) > 0:
+                self._done.wait(left)
+            return self._active == 0

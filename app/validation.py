@@ -15,10 +15,13 @@ from pathlib import Path
 
 import av
 
+from selm.inference.options import check_threshold
 from selm.media.container import (
     declared_seconds,
     measured_seconds,
+    not_a_video,
     over_limit,
+    still_image,
     unreadable_message,
 )
 
@@ -33,6 +36,15 @@ def scrub_paths(text: str) -> str:
 
 class DemoError(ValueError):
     """Bad input a user can fix; the message is shown in the UI as it is."""
+
+
+def checked_threshold(value) -> float:
+    """The mask threshold a request sent (the slider's, or any number the API was given: a
+    raw JSON NaN gets past the slider) -> a float strictly between 0 and 1, or DemoError."""
+    try:
+        return check_threshold(value, "threshold")
+    except ValueError as err:
+        raise DemoError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ def probe_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
                 f"{_name(path)!r} has no video stream ({kind}). Upload a video; to use a sound "
                 "file, choose 'uploaded audio file' as the audio instead."
             )
+        if (codec := still_image(container)) is not None:
+            raise DemoError(str(not_a_video(Path(path), codec, verb="upload")))
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or 0

@@ -141,7 +141,7 @@ def _bind_redraws(layout: Layout, settings: DemoSettings, views: tuple) -> None:
     ]
     for view, outs, state, tab, redraw_name, _, _ in tabs:
         threshold.release(
-            partial(events.redraw, store, view, len(outs)),
+            partial(events.redraw, settings, view, len(outs)),
             [state, threshold, tab.second, tab.level],
             outs,
             api_name=redraw_name,

@@ -32,6 +32,24 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# the sizes a SelM can have: wide enough for every preset and any sensible variant, narrow
+# enough that a damaged config.json (dim=-32, num_classes=1e9) is refused before torch sees it
+_RANGES: dict[str, tuple[int, int]] = {
+    "input_size": (32, 2048),
+    "output_size": (1, 4096),
+    "num_frames": (1, 256),
+    "dim": (32, 4096),
+    "num_tokens": (1, 256),
+    "num_classes": (1, 1024),
+    "bcsm_depth": (1, 64),
+    "mamba_d_state": (1, 1024),
+    "mamba_d_conv": (1, 64),
+    "mamba_expand": (1, 16),
+    "mask_upsample_steps": (0, 8),
+    "audio_attn_min_side": (0, 4096),
+}
+
+
 def coerce(owner: str, name: str, value: Any, annotation: Any) -> Any:
     """`value` checked (and converted where lossless) against a field annotation; ValueError
     naming `owner.name`, the value and the expected type otherwise. Floats also take a numeric
@@ -139,19 +157,32 @@ class SelMConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"SelMConfig.{name}={value!r}: expected one of {allowed}")
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(
+                    f"SelMConfig.{name}={value!r}: expected {low} to {high} (a config.json with "
+                    "this value is damaged or not SelM's)"
+                )
         if self.dim % 32:
             raise ValueError(
                 f"SelMConfig.dim={self.dim}: must be a multiple of 32 (GroupNorm(32, D))"
             )
-        if self.num_frames < 1 or self.num_tokens < 1 or self.num_classes < 1:
-            raise ValueError("SelMConfig: num_frames, num_tokens and num_classes must be >= 1")
         if self.input_size % 32:
             raise ValueError(f"SelMConfig.input_size={self.input_size}: must be a multiple of 32")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"SelMConfig.dropout={self.dropout!r}: expected 0 <= dropout < 1")
         if self.pos_grid is not None:
             self.pos_grid = tuple(int(g) for g in self.pos_grid)
-            if len(self.pos_grid) != 3:
-                raise ValueError("SelMConfig.pos_grid: expected three grid sides")
+            if len(self.pos_grid) != 3 or not all(1 <= g <= 1024 for g in self.pos_grid):
+                raise ValueError(
+                    f"SelMConfig.pos_grid={self.pos_grid}: expected three grid sides, 1 to 1024"
+                )
         self.aux_weights = tuple(float(w) for w in self.aux_weights)
+        if not all(0.0 <= w < float("inf") for w in self.aux_weights):
+            raise ValueError(
+                f"SelMConfig.aux_weights={self.aux_weights}: expected finite weights >= 0"
+            )
 
     @property
     def out_size(self) -> int:

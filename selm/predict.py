@@ -16,17 +16,26 @@ yield_idle_threads()  # before torch loads OpenMP: `python -m selm.predict` runs
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from selm.files import atomic_path  # noqa: E402
+from selm.files import atomic_path, remove_stale_temporaries  # noqa: E402
 from selm.inference.audio_source import AudioSource  # noqa: E402
+from selm.inference.options import (  # noqa: E402
+    VIDEO_SUFFIXES,
+    check_device,
+    check_max_seconds,
+    check_threshold,
+)
 from selm.inference.prediction import Prediction  # noqa: E402
 from selm.inference.predictor import Predictor, check_inputs  # noqa: E402
 from selm.media.container import MediaError, MediaWarning  # noqa: E402
@@ -34,14 +43,13 @@ from selm.media.video import VideoStream  # noqa: E402
 from selm.render.overlay import OverlayVideo  # noqa: E402
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
-
-# containers that take the overlay's H.264 video and AAC audio (selm.render.overlay)
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
+PROG = "python -m selm.predict"
+TERMINATED = 128 + signal.SIGTERM  # the exit status of a run stopped by SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m selm.predict",
+        prog=PROG,
         description="Segment the objects that make the sound of each second of a video (SelM). "
         "The model sees one frame per second (at i + 14/16 s) and hears that second's audio.",
         epilog="example: python -m selm.predict dog.mp4 --checkpoint checkpoints/selm_tiny "
@@ -117,11 +125,13 @@ CLI_FRAMES_SIDE = 160
 
 
 def write_masks(pred: Prediction, folder: Path, threshold: float) -> None:
+    """One PNG per second, each written atomically (a killed run leaves no half mask)."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, mask in enumerate(pred.iter_masks(threshold)):
         image = mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8)
-        if not cv2.imwrite(str(folder / f"mask_{index:03d}.png"), image):
-            raise OSError(f"could not write masks into {folder}")
+        with atomic_path(folder / f"mask_{index:03d}.png") as tmp:
+            if not cv2.imwrite(str(tmp), image):
+                raise OSError(f"could not write masks into {folder}")
 
 
 def _writable(path: Path) -> str | None:
@@ -176,20 +186,60 @@ def audio_source(args: argparse.Namespace) -> AudioSource:
     return AudioSource.original()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not 0.0 < args.threshold < 1.0:
-        parser.error(f"--threshold {args.threshold}: must lie strictly between 0 and 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
+def remove_stale_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
+    """The temporaries a killed earlier run left beside this run's outputs (a live run's are
+    kept: selm.files)."""
+    removed = remove_stale_temporaries(out.parent, [out.name])
+    if args.json is not None:
+        removed += remove_stale_temporaries(args.json.parent, [args.json.name])
+    if args.masks_dir is not None:
+        removed += remove_stale_temporaries(args.masks_dir)
+    return removed
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: raised in the main thread, so every write under way is undone on the
+    way out (selm.files.atomic_path) and the process exits with TERMINATED."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM -> `Terminated` while the block runs (the main thread only; the previous
+    handler comes back afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated(TERMINATED)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Every flag checked before anything is read -> (audio source, overlay path); a bad one
+    ends the run with one line and exit code 2 (parser.error)."""
+    try:
+        args.threshold = check_threshold(args.threshold, "--threshold")
+        args.max_seconds = check_max_seconds(args.max_seconds, "--max-seconds")
+        check_device(args.device, "--device")
+    except ValueError as err:
+        parser.error(str(err))
     if args.audio is not None and not args.audio.is_file():
         what = "is a folder, not an audio file" if args.audio.is_dir() else "no such file"
         parser.error(f"--audio {args.audio}: {what}")
-    audio = audio_source(args)
     out = args.out or Path(f"{args.video.stem}_selm.mp4")
     if errors := output_errors(args, out):
         parser.error("; ".join(errors))
+    return audio_source(args), out
+
+
+def check_video(parser: argparse.ArgumentParser, args: argparse.Namespace, audio) -> None:
+    """The video opens and holds what the audio choice needs, before the model loads."""
     try:
         with VideoStream(args.video, args.max_seconds) as stream:
             has_audio = stream.has_audio
@@ -201,11 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(args.video, audio, args.max_seconds)  # fail before the model loads
     except MediaError as err:
         parser.error(str(err))
-    try:
-        predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
-    except (OSError, ValueError, KeyError) as err:
-        parser.error(f"--checkpoint: {err}")
-    # one pass over the video: decode, model, draw and encode the overlay window by window
+
+
+def run(parser, args: argparse.Namespace, predictor: Predictor, audio, out: Path) -> Prediction:
+    """One pass over the video: decode, model, draw and encode the overlay window by window."""
     with tqdm(total=1000, unit="‰", desc=args.video.name, bar_format=BAR) as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -223,20 +272,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with warnings.catch_warnings(), OverlayVideo(out, threshold=args.threshold) as video:
                 warnings.simplefilter("ignore", MediaWarning)  # printed below as pred.notes
-                pred = Prediction.from_windows(windows, video.add)
+                return Prediction.from_windows(windows, video.add)
         except MediaError as err:
             parser.error(str(err))
         except OSError as err:
             parser.error(f"could not write the outputs: {err}")
-    summary = summarize(pred, args.threshold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    audio, out = checked_args(parser, args)
+    for path in remove_stale_outputs(args, out):
+        print(f"removed {path.name}, left by a run that was killed while writing", file=sys.stderr)
     try:
-        if args.masks_dir is not None:
-            write_masks(pred, args.masks_dir, args.threshold)
-        if args.json is not None:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2))
-    except OSError as err:
-        parser.error(f"could not write the outputs: {err}")
+        with stop_on_sigterm():
+            pred, summary = predict(parser, args, audio, out)
+    except Terminated:
+        print(f"{PROG}: stopped by SIGTERM; unfinished outputs removed", file=sys.stderr)
+        return TERMINATED
     for note in pred.notes:
         print(f"warning: {note}", file=sys.stderr)
     width, height = pred.size
@@ -248,6 +302,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  second {int(entry['time']):3d}: {100 * entry['area']:5.1f}% segmented")
     print(f"wrote {out}")
     return 0
+
+
+def predict(parser, args: argparse.Namespace, audio, out: Path) -> tuple[Prediction, dict]:
+    """Check the video, load the model, write the overlay, then the masks and the summary
+    -> (the prediction, its summary)."""
+    check_video(parser, args, audio)
+    try:
+        predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"--checkpoint: {err}")
+    pred = run(parser, args, predictor, audio, out)
+    summary = summarize(pred, args.threshold)
+    try:
+        if args.masks_dir is not None:
+            write_masks(pred, args.masks_dir, args.threshold)
+        if args.json is not None:
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2))
+    except OSError as err:
+        parser.error(f"could not write the outputs: {err}")
+    return pred, summary
 
 
 if __name__ == "__main__":

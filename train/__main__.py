@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{run_dir} or choose another directory with --out"
                 )
 
+        from train.data.files import DataFileError
         from train.trainer import Trainer, TrainingDiverged
 
         trainer = Trainer(
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if main_process:
             print(f"training stopped: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a data file that cannot be read, a full disk: not a bug
+    except (OSError, DataFileError) as err:  # a data file that cannot be read, a full disk
         resumable = (run_dir / "last.pt").is_file()
         return _fail(err, main_process, f"; then continue with --resume {run_dir}" * resumable)
     if main_process:

@@ -31,9 +31,13 @@ USER_ERRORS = (ValueError, KeyError, OSError)
 
 
 def user_error_message(err: BaseException) -> str:
-    """The one line to print for a user error (a KeyError's message without its quotes)."""
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(str(text).split()) or type(err).__name__
+    """The one line to print for a user error (a KeyError's message without its quotes; for
+    an error a DataLoader worker raised, the worker's own message, not its traceback)."""
+    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    if "Original Traceback" in text:  # torch re-raises a worker's error with its traceback
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split()) or type(err).__name__
 
 
 @dataclass

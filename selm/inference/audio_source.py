@@ -21,7 +21,13 @@ from typing import Literal
 
 import numpy as np
 
-from selm.media.audio import checked_waveform, read_audio, read_audio_track, white_noise
+from selm.media.audio import (
+    checked_waveform,
+    full_scale,
+    read_audio,
+    read_audio_track,
+    white_noise,
+)
 from selm.media.container import MediaError
 from selm.media.video import Clip
 from selm.transforms.log_mel import SAMPLE_RATE
@@ -144,28 +150,41 @@ class HeardAudio:
     `samples(k)` are the first k samples of what `final(duration)` returns (the choice cut or
     zero-padded to the video), so windows can run before the end is reached. A file (or the
     video's own track, `track`) is decoded only as far as `bound` seconds, and further only if
-    the video turns out longer."""
+    the video turns out longer (at least twice as far each time). Samples beyond full scale are
+    clipped, as a player and the overlay's audio track have them (`full_scale`); `notes` says
+    so."""
 
-    def __init__(self, source: AudioSource, *, track: Path | None = None, bound=None) -> None:
+    def __init__(
+        self, source: AudioSource, *, track: Path | None = None, bound=None, name: str = ""
+    ) -> None:
+        """`name`: what a waveform is called in notes (default "the waveform given")."""
         self.source, self.track, self.bound = source, track, bound
         self.wave: np.ndarray | None = None
+        self.notes: list[str] = []
         if source.kind == "file" and not source.path.is_file():
             raise MediaError(
                 f"audio={str(source.path)!r}: no such file; expected one of {AUDIO_CHOICES}, "
                 "a path to an audio file, or an (S,) waveform at 16 kHz"
             )
         if source.kind == "waveform":
-            self.wave = np.asarray(source.samples, np.float32)
+            self._hear(np.asarray(source.samples, np.float32), name or "the waveform given")
         elif source.kind in ("original", "file"):
             self._read(bound)
+
+    def _hear(self, wave: np.ndarray | None, what: str) -> None:
+        if wave is not None:
+            wave, note = full_scale(wave, what)
+            if note is not None and note not in self.notes:
+                self.notes.append(note)
+        self.wave = wave
 
     def _read(self, seconds: float | None) -> None:
         if self.source.kind == "original":
             track = read_audio_track(self.track, seconds)
             name = f"the audio track of {Path(self.track).name}"
-            self.wave = None if track is None else checked_waveform(track, name)
+            self._hear(None if track is None else checked_waveform(track, name), name)
         else:
-            self.wave = read_audio(self.source.path, seconds)
+            self._hear(read_audio(self.source.path, seconds), self.source.path.name)
         self.bound = seconds
 
     @property
@@ -183,11 +202,22 @@ class HeardAudio:
                 self.wave = white_noise(longer, NOISE_SEED, std=NOISE_STD)
             return self.wave[:count]
         if self.bound is not None and count > self.bound * SAMPLE_RATE:
-            self._read(count / SAMPLE_RATE)
+            self._read(max(count / SAMPLE_RATE, 2 * self.bound))
         return _fit(self.wave, count)
 
     def final(self, duration: float) -> np.ndarray:
         return self.samples(round(duration * SAMPLE_RATE))
+
+
+def heard_for_clip(clip: Clip, audio) -> HeardAudio:
+    """What the model hears with a clip (`resolve_audio`)."""
+    source = AudioSource.parse(audio)
+    if source.kind == "original":
+        if clip.waveform is None:
+            raise no_track(Path(clip.source).name)
+        name = f"the audio track of {Path(clip.source).name}"
+        return HeardAudio(AudioSource.waveform(checked_waveform(clip.waveform, name)), name=name)
+    return HeardAudio(source, bound=clip.duration)
 
 
 def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
@@ -196,12 +226,5 @@ def resolve_audio(clip: Clip, audio) -> tuple[np.ndarray, str]:
     "original", "mute" (zeros), "noise" (white noise, fixed seed), a path to an audio (or
     video) file (a `Path` is always a file, any other str too), or an (S,) 16 kHz waveform.
     A file is decoded only as far as the clip lasts."""
-    source = AudioSource.parse(audio)
-    if source.kind == "original":
-        if clip.waveform is None:
-            raise no_track(Path(clip.source).name)
-        name = f"the audio track of {Path(clip.source).name}"
-        heard = HeardAudio(AudioSource.waveform(checked_waveform(clip.waveform, name)))
-        return heard.final(clip.duration), source.label
-    heard = HeardAudio(source, bound=clip.duration)
-    return heard.final(clip.duration), heard.label
+    heard = heard_for_clip(clip, audio)
+    return heard.final(clip.duration), AudioSource.parse(audio).label

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selm.inference.options import check_size, check_threshold
+
 MASK_CHUNK = 16  # seconds of probabilities resized at a time (bounds `masks()`'s memory)
 STAGES = ("decode", "log-mel", "model", "render", "encode")  # `Prediction.timings`' keys
 
@@ -34,7 +36,9 @@ def probs_to_masks(
     probs: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5
 ) -> np.ndarray:
     """(T, N, h, w) probabilities -> (T, H, W) masks at size = (H, W), resized bilinearly
-    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax."""
+    (align_corners=False) first: bool (p > threshold) when N = 1, else int64 argmax. The
+    threshold must lie strictly between 0 and 1 (ValueError otherwise, for semantic models too)."""
+    threshold = check_threshold(threshold)
     parts = list(_mask_chunks(probs, size, threshold))
     return np.concatenate(parts) if parts else np.zeros((0, *size), dtype=bool)
 
@@ -73,14 +77,13 @@ class Prediction:
         """The prediction of a whole video from the stream of its windows
         (`Predictor.windows`), each window handed to `consumers` first (e.g. an overlay
         writer's `add`). Memory grows by each window's sampled frames and small outputs only."""
-        frames, parts, times, last = None, [], [], None
+        frames, parts, times, last = [], [], [], None  # nothing is sized from what a file
+        # declares (a header may claim a 1e9-s video): the windows' frames are joined at the end
         with contextlib.closing(iter(windows)) as stream:  # a failing consumer closes the file
             for window in stream:
                 for consume in consumers:
                     consume(window)
-                if frames is None:  # room for the whole video, as far as it is known
-                    frames = _Frames(window.total * len(window.frames) + 1)
-                frames.extend(window.frames)
+                frames.append(np.asarray(window.frames, np.uint8))  # (n, H, W, 3)
                 times.append(window.times)
                 parts.append(
                     {k: getattr(window, k) for k in ("probs", "hit_maps", "dam_maps", "bcsm")}
@@ -89,7 +92,8 @@ class Prediction:
                 del window  # its full-rate frames go before the next window is decoded
         if last is None:
             raise ValueError("no window to collect: the stream was empty")
-        (ending, source, clock), kept = last, frames.result()
+        (ending, source, clock) = last
+        kept = frames[0] if len(frames) == 1 else np.concatenate(frames)
         width, height = source.size
         return cls(
             frames=kept,
@@ -118,8 +122,9 @@ class Prediction:
         return self.frames.shape[2], self.frames.shape[1]
 
     def _grid(self, size: tuple[int, int] | None) -> tuple[int, int]:
-        """(H, W) of the masks for size = (W, H), default the decoded size."""
-        width, height = size if size is not None else self.size
+        """(H, W) of the masks for size = (W, H), default the decoded size (ValueError for a
+        size that is not two whole numbers of pixels)."""
+        width, height = check_size(size) if size is not None else self.size
         return height, width
 
     def masks(self, threshold: float = 0.5, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -136,9 +141,10 @@ class Prediction:
         self, threshold: float = 0.5, size: tuple[int, int] | None = None
     ) -> Iterator[np.ndarray]:
         """`masks()` one (H, W) second at a time, MASK_CHUNK seconds resized at once, so that a
-        long video's masks are never all in memory (300 s at 640 x 360: 69 MB)."""
-        for chunk in _mask_chunks(self.probs, self._grid(size), threshold):
-            yield from chunk
+        long video's masks are never all in memory (300 s at 640 x 360: 69 MB). The threshold
+        and size are checked at the call, before the first mask."""
+        chunks = _mask_chunks(self.probs, self._grid(size), check_threshold(threshold))
+        return (mask for chunk in chunks for mask in chunk)
 
 
 def _concat(parts: list):
@@ -151,23 +157,3 @@ def _concat(parts: list):
     if isinstance(first, dict):
         return {key: _concat([part[key] for part in parts]) for key in first}
     return [_concat([part[i] for part in parts]) for i in range(len(first))]
-
-
-class _Frames:
-    """The sampled frames of a run, in one preallocated (grown when needed) array."""
-
-    def __init__(self, capacity: int) -> None:
-        self.array: np.ndarray | None = None
-        self.count, self.capacity = 0, max(1, capacity)
-
-    def extend(self, frames: list[np.ndarray]) -> None:
-        for frame in frames:
-            if self.array is None:
-                self.array = np.empty((self.capacity, *frame.shape), np.uint8)
-            elif self.count == len(self.array):
-                self.array = np.concatenate([self.array, np.empty_like(self.array)])
-            self.array[self.count] = frame
-            self.count += 1
-
-    def result(self) -> np.ndarray:
-        return self.array[: self.count]

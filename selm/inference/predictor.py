@@ -16,6 +16,14 @@ import numpy as np
 import torch
 
 from selm.inference.audio_source import AudioSource, HeardAudio, no_track
+from selm.inference.options import (
+    check_device,
+    check_max_pixels,
+    check_max_seconds,
+    check_side,
+    check_size,
+    check_video_path,
+)
 from selm.inference.prediction import Prediction
 from selm.inference.windows import Clock, Window, clip_windows, file_windows
 from selm.media.container import MediaError, over_limit
@@ -60,7 +68,8 @@ def check_inputs(video: str | os.PathLike, audio="original", max_seconds=None) -
     """Raise the MediaError `predict` would for this video and audio choice without decoding
     anything (the file opens, no stream declares more than max_seconds, the audio exists)."""
     source = AudioSource.parse(audio)
-    with VideoStream(video, max_seconds) as stream:
+    max_seconds = check_max_seconds(max_seconds)
+    with VideoStream(check_video_path(video), max_seconds) as stream:
         if source.kind == "original" and not stream.has_audio:
             raise no_track(stream.path.name)
     if source.kind == "file" and not source.path.is_file():
@@ -71,7 +80,7 @@ class Predictor:
     """Runs a SelM model (anything with `.config` and SelM's forward contract) on videos."""
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
 
@@ -81,6 +90,7 @@ class Predictor:
         (selm.weights.resolve)."""
         from selm.weights.resolve import load_pretrained
 
+        check_device(device)  # before the weights load
         return cls(load_pretrained(spec, map_location="cpu"), device=device)
 
     def _frames(self, frames: np.ndarray) -> torch.Tensor:
@@ -136,7 +146,12 @@ class Predictor:
         (None: as decoded). `video_frames`: each window also holds every frame shown in its
         seconds, for a consumer that draws and encodes them and reports its "render" and
         "encode" stages (selm.render.overlay.OverlayVideo). progress(fraction, message) is
-        called after every stage of every window."""
+        called after every stage of every window. Every option is checked here, before anything
+        is decoded (ValueError with what to give instead: selm.inference.options)."""
+        max_seconds = check_max_seconds(max_seconds)
+        size, max_pixels = check_size(size), check_max_pixels(max_pixels)
+        max_side = check_side(max_side, "max_side")
+        frames_max_side = check_side(frames_max_side, "frames_max_side")
         self.model.eval()
         stages = ("decode", "model", "render", "encode") if video_frames else ("decode", "model")
         clock = Clock(progress, stages)
@@ -151,7 +166,7 @@ class Predictor:
             return clip_windows(infer, video, audio, window=window, clock=clock)
         return file_windows(
             infer,
-            video,
+            check_video_path(video),
             audio,
             window=window,
             clock=clock,

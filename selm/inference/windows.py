@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from selm.inference.audio_source import AudioSource, HeardAudio, no_track, resolve_audio
+from selm.inference.audio_source import AudioSource, HeardAudio, heard_for_clip, no_track
 from selm.inference.prediction import STAGES
 from selm.media.container import PARTIAL_SECOND_MIN, MediaWarning, declared_seconds
 from selm.media.video import (
@@ -220,6 +220,8 @@ class _FilePass:
         stop = round(video.duration * SAMPLE_RATE)
         audio = self.heard.samples(stop)[start * SAMPLE_RATE :]
         notes = [video.truncation()] if video.truncation() else []
+        notes += video.clock_notes(original_audio=self.heard.source.kind == "original")
+        notes += self.heard.notes
         for note in notes:
             warnings.warn(note, MediaWarning, stacklevel=4)
         ending = Ending(
@@ -252,7 +254,9 @@ def file_windows(
             raise no_track(video.path.name)
         declared = list(declared_seconds(video.container).values())
         expected = max(declared) if declared else max_seconds  # a guess until decoded
-        bound = None if expected is None else expected + PARTIAL_SECOND_MIN
+        # audio is decoded that far at first (further, if the video turns out longer); a
+        # declared length only bounds what is read, never what is allocated
+        bound = (expected if expected is not None else window) + PARTIAL_SECOND_MIN
         heard = HeardAudio(source, track=video.path, bound=bound)
         clock.stage("decode")
         guess = max(1, math.ceil((expected or window) / window))
@@ -282,7 +286,8 @@ def file_windows(
 
 def clip_windows(infer: Infer, clip: Clip, audio, *, window: int, clock: Clock) -> Iterator[Window]:
     """The windows of an in-memory `Clip` (its frames one a second; no frames to decode)."""
-    wave, label = resolve_audio(clip, audio)
+    heard = heard_for_clip(clip, audio)
+    wave, label = heard.final(clip.duration), AudioSource.parse(audio).label
     n = clip.num_seconds
     total = math.ceil(n / window)
     source = Source(
@@ -310,6 +315,8 @@ def clip_windows(infer: Infer, clip: Clip, audio, *, window: int, clock: Clock) 
             audio=piece,
             source=source,
             clock=clock,
-            ending=Ending(clip.duration, clip.fps, wave, label, list(clip.notes)) if last else None,
+            ending=Ending(clip.duration, clip.fps, wave, label, [*clip.notes, *heard.notes])
+            if last
+            else None,
             **outputs,
         )

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
 PARTIAL_SECOND_MIN = 0.05  # s: a shorter trailing part of a second is rounding, not a second
+# s: the most a stream may start after its file's time zero (`clock_origin`); a start hours
+# later is a damaged or hostile header, not a recording, and would fill memory with silence
+MAX_LEAD = 3600.0
 
 
 def over_limit(seconds: float, max_seconds: float | None) -> bool:
@@ -93,6 +97,40 @@ def stream_seconds(stream) -> float | None:
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
     return None
+
+
+def stream_start(stream) -> Fraction | None:
+    """Where a stream starts on its file's clock, in seconds (exact), or None when unstated."""
+    if stream.start_time is None or not stream.time_base:
+        return None
+    return stream.start_time * Fraction(stream.time_base)
+
+
+def clock_origin(container) -> Fraction | None:
+    """Time zero of a file as a player plays it: the earliest start of its first video stream
+    and its first audio stream (a stream starting later begins that much after it: `ffmpeg
+    -itsoffset`); None when neither states where it starts."""
+    streams = (container.streams.video[:1], container.streams.audio[:1])
+    starts = [stream_start(found[0]) for found in streams if found]
+    starts = [start for start in starts if start is not None]
+    return min(starts) if starts else None
+
+
+def still_image(container) -> str | None:
+    """The image codec (e.g. "png") when FFmpeg reads the file as a still picture, whatever its
+    name says (a PNG renamed .mp4), else None. Animated formats (GIF) count as videos."""
+    names = container.format.name.split(",")
+    if container.streams.video and any(n == "image2" or n.endswith("_pipe") for n in names):
+        return container.streams.video[0].codec_context.name
+    return None
+
+
+def not_a_video(path: Path, codec: str, verb: str = "give") -> MediaError:
+    """The error for a still image given as a video."""
+    return MediaError(
+        f"{path.name!r} is a still image ({codec.upper()}), not a video, whatever its name "
+        f"says; {verb} a video file ({COMMON_FORMATS['video'][0]})"
+    )
 
 
 def declared_seconds(container) -> dict[str, float]:

@@ -4,9 +4,15 @@ A clip of n seconds gives n frames, frame i being the last frame shown at or bef
 `i + 14/16` s (`frame_times`). n counts whole and partial seconds: a 2.3 s video gives
 3 frames, and the third instant (2.875 s) lies past the end, so it takes the last frame.
 A trailing part shorter than `PARTIAL_SECOND_MIN` (frame-rate rounding: 60 frames at
-29.97 fps last 2.002 s) does not count. Time 0 is the first video frame. The same constant is
-the slack of every "too long" check (selm.media.container.over_limit): a clip within it of the
-limit has no more seconds than the limit.
+29.97 fps last 2.002 s) does not count. The same constant is the slack of every "too long"
+check (selm.media.container.over_limit): a clip within it of the limit has no more seconds
+than the limit.
+
+Times are on the file's clock, as a player plays it: time 0 is the earliest start of its video
+and audio streams (`clock_origin`), so a video stream that starts 2 s after its audio
+(`ffmpeg -itsoffset 2`) has its first frame at 2 s, and its audio track is read on the same
+clock (selm.media.audio). Before the first frame a player shows no picture: an instant that
+comes before it takes a black frame, and the stream's `clock_notes` say so.
 """
 
 from __future__ import annotations
@@ -24,14 +30,19 @@ import numpy as np
 
 from selm.media.audio import read_audio_track
 from selm.media.container import (
+    MAX_LEAD,
     PARTIAL_SECOND_MIN,
     MediaError,
     MediaWarning,
     check_declared,
+    clock_origin,
     existing,
+    not_a_video,
     open_container,
     over_limit,
+    still_image,
     stream_seconds,
+    stream_start,
     too_long,
 )
 
@@ -73,6 +84,7 @@ class Clip:
 
 DEFAULT_MAX_PIXELS = 1280 * 720  # frames are decoded at most this large unless asked otherwise
 TRUNCATION_SLACK = 0.25  # s: less video than the stream declares by more than this is reported
+NOTED_LEAD = 0.1  # s: an audio track starting later than this after time zero is reported
 
 
 def fit_pixels(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
@@ -135,9 +147,10 @@ def _frame_start(frame: av.VideoFrame, index: int, fps: Fraction | None) -> Frac
 
 
 class VideoStream:
-    """An open video file, read once from start to end: `frames()` yields (seconds since the
-    first frame, decoded frame) in presentation order, without duplicate or out-of-order
-    timestamps, and refuses frames past `max_seconds`; then `duration` is known.
+    """An open video file, read once from start to end: `frames()` yields (seconds on the
+    file's clock, decoded frame) in presentation order, without duplicate or out-of-order
+    timestamps, and refuses frames past `max_seconds`; then `duration` (the end of the video
+    on that clock) is known. A still image (a PNG renamed .mp4) is refused.
 
     Every stream's and the container's declared duration is checked against `max_seconds`
     when it opens, before anything is decoded.
@@ -154,6 +167,8 @@ class VideoStream:
                     f"{self.path.name} has no video stream; give a video file (an audio file "
                     "can only be used as the audio of a video)"
                 )
+            if (codec := still_image(self.container)) is not None:
+                raise not_a_video(self.path, codec)
             check_declared(self.path, self.container, max_seconds)
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "AUTO"
@@ -164,6 +179,11 @@ class VideoStream:
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else None
         self.declared = stream_seconds(self.stream)  # the video stream's own, or None
         self.has_audio = bool(self.container.streams.audio)
+        self.zero = clock_origin(self.container)  # time zero on the streams' timestamps
+        audio = self.container.streams.audio[0] if self.has_audio else None
+        self.audio_start = None if audio is None else stream_start(audio)  # on the timestamps
+        self.first_time: Fraction | None = None  # the first frame's time on the clock
+        self.origin: Fraction | None = None  # time zero, once the first frame is decoded
         self.count = 0  # frames yielded
         self.last: av.VideoFrame | None = None
         self.last_time = Fraction(0)
@@ -180,16 +200,17 @@ class VideoStream:
         self._context.__exit__(None, None, None)
 
     def frames(self) -> Iterator[tuple[Fraction, av.VideoFrame]]:
-        origin, index = None, 0
+        index = 0
         try:
             for frame in self.container.decode(self.stream):
                 start = _frame_start(frame, index, self.fps)
                 index += 1
+                if self.origin is None:
+                    self._first(frame, start)
                 if start is None:
-                    start = self.last_time + self.gap if self.count else Fraction(0)
-                if origin is None:
-                    origin = start
-                time = start - origin
+                    time = self.last_time + self.gap if self.count else Fraction(0)
+                else:
+                    time = max(start - self.origin, Fraction(0))
                 if self.count and time <= self.last_time:
                     continue  # a duplicate or out-of-order timestamp: keep the first shown
                 if over_limit(time, self.max_seconds):
@@ -204,6 +225,47 @@ class VideoStream:
                 f"{self.path.name} could not be decoded ({err}); re-encode it or give another file"
             ) from err
         self._finish()
+
+    def _first(self, frame: av.VideoFrame, start: Fraction | None) -> None:
+        """Time zero from the first frame: the file's (`clock_origin`) when the frame has a
+        timestamp on it, else the frame itself."""
+        start = Fraction(0) if start is None else start
+        on_clock = self.zero is not None and frame.pts is not None
+        self.origin = min(self.zero, start) if on_clock else start
+        self.first_time = start - self.origin
+        if self.first_time > MAX_LEAD:
+            raise MediaError(
+                f"{self.path.name}: its video starts {float(self.first_time):.0f} s after its "
+                "audio; re-encode it with the streams together (e.g. `ffmpeg -i in.mp4 "
+                "-c:v libx264 -c:a aac out.mp4`) or give another file"
+            )
+
+    @property
+    def blank_seconds(self) -> int:
+        """Seconds whose instant comes before the first frame (a player shows no picture yet)."""
+        if not self.first_time:
+            return 0
+        return min(max(0, math.ceil(self.first_time - FRAME_OFFSET)), self.num_seconds)
+
+    def clock_notes(self, original_audio: bool) -> list[str]:
+        """What the model saw and heard differently from the file's first frame and sample
+        because its streams start apart (`original_audio`: the model hears the file's track)."""
+        notes = []
+        if blank := self.blank_seconds:
+            seconds = "second 0" if blank == 1 else f"seconds 0-{blank - 1}"
+            notes.append(
+                f"{self.path.name}: its video starts {float(self.first_time):.2f} s after its "
+                f"audio; a player shows no picture before that, so the model saw a black frame "
+                f"at {seconds}"
+            )
+        if original_audio and self.audio_start is not None and self.origin is not None:
+            lead = self.audio_start - self.origin
+            if lead > NOTED_LEAD:
+                notes.append(
+                    f"{self.path.name}: its audio starts {float(lead):.2f} s after its video; "
+                    "the model heard silence before that, as a player plays it"
+                )
+        return notes
 
     def _finish(self) -> None:
         if self.last is None:
@@ -257,7 +319,13 @@ class FrameSampler:
         self.picks.append(self.last_rgb)
 
     def push(self, time: Fraction, frame: av.VideoFrame, rgb: np.ndarray | None = None) -> None:
-        """`rgb`: the frame already converted, when the caller has it."""
+        """`rgb`: the frame already converted, when the caller has it. Instants before the
+        first frame take a black frame of its size: a player shows no picture yet."""
+        if self.last is None and time > len(self.picks) + FRAME_OFFSET:
+            rgb = self.rgb(frame) if rgb is None else rgb
+            black = np.zeros_like(rgb)
+            while time > len(self.picks) + FRAME_OFFSET:
+                self.picks.append(black)
         while self.last is not None and time > len(self.picks) + FRAME_OFFSET:
             self._pick_last()
         self.last, self.last_rgb = frame, rgb
@@ -278,7 +346,8 @@ def read_video(
     Frames larger than `max_pixels` are scaled down while decoding (None: source size). The
     audio track is decoded only as far as the video lasts. Raises MediaError for a file that is
     not media, has no video stream or no decodable frame, or any of whose streams lasts longer
-    than `max_seconds`; warns (MediaWarning) when less video decodes than the file declares.
+    than `max_seconds`; warns (MediaWarning) when less video decodes than the file declares,
+    and when its streams start apart (`VideoStream.clock_notes`).
     """
     with VideoStream(path, max_seconds) as video:
         size = None
@@ -289,6 +358,7 @@ def read_video(
             sampler.push(time, frame)
         sampler.finish(video.num_seconds)
         notes = [video.truncation()] if video.truncation() else []
+        notes += video.clock_notes(original_audio=video.has_audio)
     for note in notes:
         warnings.warn(note, MediaWarning, stacklevel=2)
     waveform = read_audio_track(video.path, video.duration) if video.has_audio else None

@@ -14,6 +14,7 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+from selm.inference.options import check_output_video, check_size, check_threshold
 from selm.inference.prediction import probs_to_masks
 from selm.media.video import VideoStream, frame_to_rgb
 from selm.media.writer import open_writer
@@ -32,10 +33,12 @@ class OverlayVideo:
     Each window's masks (p > threshold, or the argmax class) are drawn on its frames (colours
     and outlines worked out once per second) and encoded at the frames' own timestamps, after
     the window's piece of the heard audio. The file appears only when the block ends without an
-    error (selm.media.writer)."""
+    error (selm.media.writer). The path must name a video file (VIDEO_SUFFIXES) and the
+    threshold lie strictly between 0 and 1: both are checked here, before any window."""
 
     def __init__(self, path: str | os.PathLike, *, threshold: float = 0.5, alpha: float = 0.5):
-        self.path, self.threshold, self.alpha = Path(path), threshold, alpha
+        self.path = check_output_video(path)
+        self.threshold, self.alpha = check_threshold(threshold), alpha
         self._stack = ExitStack()
         self._writer = None
 
@@ -92,8 +95,8 @@ def write_overlay_video(
     its own sampled frames are drawn, one per second. size = (W, H) of the video
     written, default the frames' size: frames are scaled to it while decoding (area), masks
     are resized to it from the probabilities (bilinear, then thresholded)."""
-    width, height = size if size is not None else pred.size
-    width, height = int(width), int(height)
+    out_path, threshold = check_output_video(out_path), check_threshold(threshold)
+    width, height = check_size(size) if size is not None else pred.size
     masks = pred.masks(threshold, size=(width, height))  # (T, H, W) bool or class ids
     source = Path(pred.source)
     if getattr(pred, "in_memory", False):  # a clip that is no file: its own frames

@@ -29,7 +29,28 @@ def read_weights(path: str | os.PathLike) -> object:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head.startswith(_TORCH_HEADS):
+        raise ValueError(f"{path.name} is not a PyTorch weights file: {_what_it_is(head)}")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# how the files torch.save writes begin: a zip archive (torch >= 1.6), or a pickle of
+# protocol 2 or later (the legacy format)
+_TORCH_HEADS = (b"PK\x03\x04", b"\x80")
+
+
+def _what_it_is(head: bytes) -> str:
+    """What a file that torch did not write seems to be, from its first bytes."""
+    if not head:
+        return "it is empty"
+    if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML")):
+        return "it is a web page (a download that failed?); download the file itself"
+    text = head.decode("utf-8", "replace")
+    if all(c.isprintable() or c.isspace() for c in text):
+        return f"it holds text ({text.split(chr(10))[0][:16]!r}...); give the .pth file itself"
+    return "it is neither a zip archive nor a pickle, as torch.save writes; give the .pth itself"
 
 
 def unwrap_state_dict(obj: object, wrappers: tuple[str, ...]) -> dict | None:

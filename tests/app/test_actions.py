@@ -322,3 +322,24 @@ def test_public_mode_loads_only_listed_and_official_checkpoints():
             choose("selm-synth", typed, listed, allow_any=False)
         assert "--allow-any-checkpoint" in str(err.value) and "/srv" not in str(err.value)
     assert choose(None, "../mine", listed, allow_any=True) == "../mine"  # a local researcher
+
+
+def test_an_uploaded_7_1_sound_is_heard_as_its_channel_mean(fake_predictor, media_dir, tmp_path):
+    """An 8-channel upload crashed the whole server (exit 139) for every visitor."""
+    import av
+
+    t = np.arange(3 * 16000) / 16000
+    channels = np.stack([0.04 * (k + 1) * np.sin(2 * np.pi * 300 * t) for k in range(8)], 1)
+    path = tmp_path / "surround.m4a"  # AAC: decoded to planar 8-channel frames
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="7.1")
+        for i in range(0, len(t), 1024):
+            chunk = np.ascontiguousarray(channels[i : i + 1024], np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="7.1")
+            frame.sample_rate, frame.pts = 16000, i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    pred = run(fake_predictor, media_dir / "silent.mp4", AudioRequest("upload", upload=str(path)))
+    assert pred.audio_label == "surround.m4a" and pred.masks(0.5).any()
+    # the mean of the channels, 0.04 (1 + ... + 8) / 8 = 0.18, except the LFE (low-passed)
+    assert 0.12 < np.abs(pred.waveform[8000:40000]).max() < 0.2

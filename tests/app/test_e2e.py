@@ -128,6 +128,36 @@ def test_bad_upload_is_a_message_and_the_server_keeps_serving(
     assert "**silence (muted)**" in summary
 
 
+def test_a_threshold_past_the_slider_is_refused(client, demo_server):
+    """A raw JSON NaN gets past the slider's range check (NaN < 0.05 is false): refused in one
+    line, not run into empty masks; 2.0 and -1 the slider refuses itself."""
+    import httpx
+
+    example = demo_server.examples / "boxes.mp4"
+    with example.open("rb") as f:
+        uploaded = httpx.post(
+            demo_server.url + "gradio_api/upload", files={"files": (example.name, f)}, timeout=60
+        ).json()[0]
+    video = json.dumps({"path": uploaded, "meta": {"_type": "gradio.FileData"}})
+    body = f'{{"data": [{video}, "original", null, null, "selm-tiny-0", "", NaN, 0]}}'
+    call = httpx.post(
+        demo_server.url + "gradio_api/call/run",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    events = httpx.get(
+        demo_server.url + f"gradio_api/call/run/{call.json()['event_id']}", timeout=120
+    ).text
+    assert "event: error" in events and "strictly between 0 and 1" in events, events[-500:]
+    for threshold in (2.0, -1):
+        with pytest.raises(AppError, match="(greater|less) than (maximum|minimum) value"):
+            client.predict(
+                handle_file(str(example)), "original", None, None, "selm-tiny-0", "",
+                threshold, 0, api_name="/run",
+            )  # fmt: skip
+
+
 def test_api_info_shows_no_server_paths(demo_server, tiny_checkpoints):
     info = urllib.request.urlopen(demo_server.url + "gradio_api/info", timeout=30).read().decode()
     for path in (*tiny_checkpoints, demo_server.examples, Path(__file__).resolve().parents[2]):

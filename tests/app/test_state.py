@@ -113,6 +113,7 @@ def test_cache_dir_is_emptied_at_start_and_never_a_foreign_folder(tmp_path):
     (root / "sub" / "upload.mp4").write_bytes(b"x")
     (root / "left.wav").write_bytes(b"x")
     assert len(cache.files()) == 2
+    cache.release()  # this run ends (as a killed one does: its lock goes with the process)
     CacheDir(root).reset()  # the next start-up: what the last run left is gone
     assert cache.files() == [] and root.is_dir()
     (root / "out.mp4").write_bytes(b"x")
@@ -125,3 +126,93 @@ def test_cache_dir_is_emptied_at_start_and_never_a_foreign_folder(tmp_path):
         CacheDir(home).reset()
     CacheDir(home).clear()
     assert (home / "thesis.tex").read_text() == "precious"
+
+
+HOLDER = """
+import sys, time
+from app.state import CacheDir
+CacheDir(sys.argv[1]).reset()
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_demos_cache_folder_is_never_emptied_and_a_dead_ones_is_taken_over(tmp_path):
+    """Two demos on one machine: the second start-up refuses the folder the first one holds
+    (its lock), without touching a file; once the first is gone (SIGKILL), it is taken over."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from app.state import CacheDir
+
+    root = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+    try:
+        assert first.stdout.readline().strip() == "holding"
+        (root / "gradio").mkdir()
+        (root / "gradio" / "example.mp4").write_bytes(b"the first demo's copy")
+        owner = rf"in use by another running demo \(pid {first.pid}\)"
+        with pytest.raises(ValueError, match=owner):
+            CacheDir(root).reset()
+        assert (root / "gradio" / "example.mp4").read_bytes() == b"the first demo's copy"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    second = CacheDir(root)
+    assert second.reset() == root and second.files() == []  # a dead owner's folder: taken
+    assert (root / CacheDir.MARK).read_text().strip() == str(os.getpid())
+    second.release()
+
+
+def test_a_cache_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    from app.state import CacheDir
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt is a file, not a folder"):
+        CacheDir(tmp_path / "notes.txt").reset()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_shutting_down_stops_requests_in_flight_and_waits_for_them(tmp_path):
+    """A request that is running when the demo stops is stopped at its next progress report,
+    its folder removed, before `close` returns; a new one is refused."""
+    from app.state import Requests
+    from app.validation import DemoError
+
+    requests = Requests()
+    started, go, seen, closed = threading.Event(), threading.Event(), [], []
+
+    def request():
+        try:
+            with requests.folder(tmp_path / "requests") as workdir:
+                report = requests.watch(lambda fraction, message: None)
+                (workdir / "overlay.mp4").write_bytes(b"half")
+                started.set()
+                go.wait(10)
+                report(0.5, "model: window 2/4")  # the next report: stopped here
+                (workdir / "audio_heard.wav").write_bytes(b"never")
+        except DemoError as err:
+            seen.append(str(err))
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    assert started.wait(10)
+    closing = threading.Thread(target=lambda: closed.append(requests.close(timeout=10)))
+    closing.start()
+    go.set()
+    thread.join(10)
+    closing.join(10)
+    assert closed == [True] and seen[0].startswith("The demo is shutting down")
+    assert list((tmp_path / "requests").iterdir()) == []
+    with pytest.raises(DemoError, match="shutting down"), requests.folder(tmp_path):
+        pass

@@ -281,10 +281,12 @@ def test_limits_reach_the_actions(isolated_tmp, media_dir, kit):
 
 def test_event_functions_are_plain_module_functions(isolated_tmp):
     """redraw / on_maps work without a Blocks: nothing stored -> skip; else a request folder
-    that exists during the call and is gone after it."""
+    under the cache folder that exists during the call and is gone after it."""
 
     store = ResultStore()
-    assert events.redraw(store, None, 3, None, 0.5) == (gr.skip(),) * 3
+    cache = isolated_tmp / "app-cache" / "requests"
+    settings = DemoSettings(checkpoints={}, store=store, cache_dir=cache)
+    assert events.redraw(settings, None, 3, None, 0.5) == (gr.skip(),) * 3
     assert events.on_maps(store, outputs.run_maps, None, 0.5, 0, 0) == (gr.skip(), gr.skip())
     seen = []
 
@@ -293,8 +295,9 @@ def test_event_functions_are_plain_module_functions(isolated_tmp):
         return workdir
 
     key = store.put("stored")
-    workdir = events.redraw(store, draw, 2, key, 0.25, "level")
+    workdir = events.redraw(settings, draw, 2, key, 0.25, "level")
     assert seen == [("stored", 0.25, "level", True, key)] and not workdir.exists()
+    assert workdir.is_relative_to(cache)  # never the system's temp folder
     assert events.show_audio_inputs("upload")[0].visible is True
     assert events.show_audio_inputs("example")[0].visible is False
 
@@ -317,3 +320,124 @@ def test_a_synthetic_model_on_a_real_upload_says_so(tmp_path):
     )
     assert "official:s4_r50" in requests.model_note(official, str(ckpt), "my_dog.mp4")
     assert requests.model_card(infos(settings)["selm-synth"]).endswith("its masks mean nothing.")
+
+
+# --- app.py: one cache folder per instance, start-up errors in one line -----------------------
+
+
+def test_each_port_has_its_own_cache_folder(monkeypatch, app_main):
+    for name in ("SPACE_ID", "PORT", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Path(app_main.parse_args([]).cache_dir).name == "selm-demo-7860"
+    assert Path(app_main.parse_args(["--port", "7861"]).cache_dir).name == "selm-demo-7861"
+    assert app_main.parse_args(["--cache-dir", "/x/y"]).cache_dir == "/x/y"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-seconds", "nan"], "--max-seconds: 'nan': give a number above 0"),
+        (["--max-pixels", "0"], "--max-pixels: '0': give a number above 0"),
+        (["--session-ttl", "-5"], "--session-ttl: '-5': give a number above 0"),
+        (["--concurrency", "two"], "--concurrency: 'two' is not a number"),
+        (["--max-side", "4"], "--max-side=4: give a whole number of pixels from 16"),
+    ],
+)
+def test_bad_flags_are_one_line(capsys, app_main, flags, message):
+    with pytest.raises(SystemExit) as info:
+        app_main.parse_args(flags)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_start_up_errors_are_one_line_and_load_nothing(tmp_path, capsys, monkeypatch, app_main):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # main() sets it
+    monkeypatch.setattr(Predictor, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+
+    def start(*flags) -> str:
+        with pytest.raises(SystemExit) as info:
+            app_main.main(["--no-warmup", "--no-official", *flags])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        return err
+
+    with socket.socket() as busy:  # another server on the port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = start("--port", str(port), "--cache-dir", str(tmp_path / "a"))
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "give --port" in err
+    assert not (tmp_path / "a").exists()  # refused before the cache folder is touched
+    (tmp_path / "file").write_text("mine")
+    err = start("--port", str(port), "--cache-dir", str(tmp_path / "file"))
+    assert f"--cache-dir {tmp_path / 'file'} is a file, not a folder" in err
+    err = start("--port", str(port), "--cache-dir", str(tmp_path / "b"), "--device", "tpu")
+    assert "--device 'tpu' is not a torch device" in err
+
+
+def test_a_checkpoint_with_a_damaged_config_is_one_line(tmp_path, capsys, monkeypatch, app_main):
+    import json
+
+    from selm.build import build_selm
+    from selm.weights.checkpoint import CONFIG_NAME, save_pretrained
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # main() sets it
+    folder = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "ckpt")
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["config"]["num_classes"] = 10**9
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["--checkpoint", str(folder), "--port", str(port), "--no-official"]
+    with pytest.raises(SystemExit) as info:
+        app_main.main([*argv, "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "the default checkpoint cannot be loaded" in err and "num_classes=1000000000" in err
+
+
+def test_sigterm_mid_request_leaves_nothing_in_the_cache(tmp_path, app_main):
+    """The demo stopped (SIGTERM) while a request writes: the request is stopped and waited
+    for before the cache folder is emptied, so nothing is written after it."""
+    import os
+    import signal
+    import time
+
+    from app.state import CacheDir, Requests
+
+    cache, requests = CacheDir(tmp_path / "cache"), Requests()
+    root = cache.reset()
+    in_flight, stopped = threading.Event(), []
+
+    def request():
+        try:
+            with requests.folder(root / "requests") as workdir:
+                report = requests.watch(lambda fraction, message: None)
+                in_flight.set()
+                for step in range(1000):  # writes until it is stopped
+                    (workdir / f"part_{step}.bin").write_bytes(b"x")
+                    report(step / 1000, "writing")
+                    time.sleep(0.01)
+        except DemoError:
+            stopped.append(True)
+
+    class Demo:
+        def launch(self, **kwargs):
+            threading.Thread(target=request, daemon=True).start()
+            assert in_flight.wait(10)
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a Space stopping sends
+            time.sleep(30)
+
+        def close(self):
+            pass
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as info:
+            app_main.serve(Demo(), app_main.parse_args(["--cache-dir", str(root)]), cache, requests)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert info.value.code == 0 and stopped == [True]
+    time.sleep(0.1)
+    assert cache.files() == []

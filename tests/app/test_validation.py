@@ -105,3 +105,22 @@ def test_a_short_video_with_a_long_audio_track_is_refused_by_its_headers(tmp_pat
     with pytest.raises(DemoError, match=r"holds a stream that lasts 9\d\.\d s; this demo runs"):
         probe_video(path, Limits(max_seconds=60))
     assert probe_video(path, Limits(max_seconds=120)).duration == pytest.approx(2.0, abs=0.2)
+
+
+def test_a_picture_renamed_as_a_video_is_not_a_video(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "cat.png"), np.full((48, 64, 3), 128, np.uint8))
+    renamed = (tmp_path / "cat.png").rename(tmp_path / "cat.mp4")
+    with pytest.raises(DemoError, match=r"'cat.mp4' is a still image \(PNG\), not a video") as err:
+        probe_video(renamed, Limits())
+    assert "upload a video file" in str(err.value) and "audio" not in str(err.value)
+
+
+def test_the_threshold_a_request_sends_is_checked():
+    from app.validation import checked_threshold
+
+    assert checked_threshold(0.35) == 0.35
+    for bad in (float("nan"), 2.0, -1, None, "0.5"):
+        with pytest.raises(DemoError, match="threshold=.*strictly between 0 and 1"):
+            checked_threshold(bad)

@@ -41,3 +41,39 @@ def test_round_trip_through_dict():
     cfg = get_config("selm_tiny", pos_grid=[4, 8, 16], aux_weights=[0, 0, 1])
     again = SelMConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.pos_grid == (4, 8, 16)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("dim", -32),
+        ("dim", 0),
+        ("num_classes", 10**9),
+        ("num_classes", 0),
+        ("input_size", 3_200_000),
+        ("input_size", 0),
+        ("num_frames", 10**6),
+        ("bcsm_depth", 0),
+        ("mamba_d_state", -16),
+        ("output_size", 0),
+        ("dropout", float("nan")),
+        ("dropout", 1.5),
+        ("pos_grid", (14, 28, -56)),
+        ("aux_weights", (0.1, float("inf"), 0.1)),
+    ],
+)
+def test_out_of_range_values_are_refused_before_torch_sees_them(field, value, tmp_path):
+    """A damaged config.json (dim=-32, num_classes=1e9, input_size=3.2e6) is one clear error
+    when it is read, never a failure deep inside torch or a 52-TiB allocation."""
+    import json
+
+    from selm.weights.checkpoint import CONFIG_NAME, read_config
+    from selm.weights.state_dict import CheckpointError
+
+    with pytest.raises(ValueError, match=f"SelMConfig.{field}="):
+        get_config("selm_tiny", **{field: value})
+    payload = {"model_type": "selm", "config": {**get_config("selm_tiny").to_dict()}}
+    payload["config"][field] = list(value) if isinstance(value, tuple) else value
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match=f"not a valid SelM config .*{field}="):
+        read_config(tmp_path)

@@ -97,3 +97,20 @@ def test_cli_writes_a_checkpoint_that_loads(tmp_path, capsys):
         assert torch.equal(ours[f"encoder.vggish.{key}"], vggish[key])
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert set(f.keys()) == set(ours)
+
+
+def test_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, capsys):
+    """Text, a web page, random bytes: one line that says what the file is, not "(101)"."""
+    cases = {
+        "notes.pth": (b"hello world, not weights\n", "it holds text ('hello world, no"),
+        "page.pth": (b"<!DOCTYPE html><html>quota</html>", "it is a web page"),
+        "noise.pth": (bytes(range(7, 250)) * 4, "neither a zip archive nor a pickle"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        argv = [str(tmp_path / name), "--setting", "s4", "--backbone", "r50"]
+        assert main([*argv, "--out", str(tmp_path / "out"), "--embeddings-only"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert f"{name} is not a PyTorch weights file" in err and message in err, err
+    assert not (tmp_path / "out").exists()

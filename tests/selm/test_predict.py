@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 from fake_selm import SECONDS, FakeSelM, expected_mask
 from golden_outputs import CHECKPOINT, EXAMPLES, expected, long_video, sha256
 
@@ -146,3 +147,117 @@ def test_cli_bad_checkpoint_exits_2(video, tmp_path, capsys):
             ]
         )
     assert exit_info.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+# --- one line and exit code 2 for what a user gets wrong ------------------------------------
+
+
+def _one_line_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]  # argparse prints its usage line first
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-seconds", "nan"], "--max-seconds=nan: give a positive number of seconds"),
+        (["--max-seconds", "-1"], "--max-seconds=-1"),
+        (["--threshold", "nan"], "--threshold=nan: give a number strictly between 0 and 1"),
+        (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+    ],
+)
+def test_cli_bad_flags_are_one_line(video, tmp_path, fake_checkpoint, capsys, flags, message):
+    argv = [str(video), "--checkpoint", "c", "--out", str(tmp_path / "o.mp4"), *flags]
+    assert message in _one_line_error(capsys, argv)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_says_a_renamed_picture_is_not_a_video(tmp_path, fake_checkpoint, capsys):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((48, 64, 3), 90, np.uint8))
+    renamed = (tmp_path / "photo.png").rename(tmp_path / "photo.mp4")
+    err = _one_line_error(capsys, [str(renamed), "--checkpoint", "c"])
+    assert "'photo.mp4' is a still image (PNG), not a video" in err and "audio" not in err
+
+
+def test_cli_on_a_checkpoint_with_a_damaged_config(video, tmp_path, capsys):
+    from selm.build import build_selm
+    from selm.weights.checkpoint import CONFIG_NAME, save_pretrained
+
+    folder = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "ckpt")
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["config"]["dim"] = -32
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    err = _one_line_error(capsys, [str(video), "--checkpoint", str(folder)])
+    assert err.endswith(
+        "SelMConfig.dim=-32: expected 32 to 4096 (a config.json with this value "
+        "is damaged or not SelM's))"
+    )
+
+
+def test_cli_hears_a_7_1_audio_file(video, tmp_path, fake_checkpoint, capsys):
+    """8 channels (planar in PyAV's resampler) crashed the process with exit 139."""
+    t = np.arange(3 * 16000) / 16000
+    sound = np.stack([0.05 * (k + 1) * np.sin(2 * np.pi * 300 * t) for k in range(8)], 1)
+    soundfile.write(tmp_path / "surround.wav", sound, 16000, subtype="FLOAT")
+    summary = tmp_path / "s.json"
+    argv = [str(video), "--checkpoint", "c", "--audio", str(tmp_path / "surround.wav")]
+    assert cli.main([*argv, "--out", str(tmp_path / "o.mp4"), "--json", str(summary)]) == 0
+    seconds = json.loads(summary.read_text())["seconds"]
+    areas = [s["area"] for s in seconds]  # the 3 s of sound heard, then silence
+    assert all(a > 0 for a in areas[:3]) and all(a == 0 for a in areas[4:])
+
+
+# --- nothing half-written: SIGTERM, and what a killed run left -------------------------------
+
+
+def test_sigterm_while_writing_the_overlay_leaves_nothing(tmp_path, capsys):
+    """A real process stopped by SIGTERM mid-overlay: exit status 143, its temporary removed,
+    no output; a temporary that a killed run (SIGKILL: nobody holds it) left is removed by the
+    next run, before anything else, and a live run's is not."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fake_selm import scene
+
+    from selm.build import build_selm
+    from selm.files import atomic_path
+    from selm.media.writer import open_writer
+    from selm.weights.checkpoint import save_pretrained
+
+    checkpoint = save_pretrained(build_selm("selm_tiny", input_size=64), tmp_path / "ckpt")
+    video = tmp_path / "long.mp4"  # a minute: the overlay is still being written at SIGTERM
+    with open_writer(video, size=(64, 48), fps=4, sample_rate=16000) as writer:
+        writer.write_audio(0.1 * np.sin(2 * np.pi * 440 * np.arange(60 * 16000) / 16000))
+        for index in range(60 * 4):
+            writer.write_frame(scene(index % 7))
+    out = tmp_path / "out" / "overlay.mp4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "selm.predict", str(video), "--checkpoint", str(checkpoint)]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(".overlay.*.tmp.mp4")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the overlay was never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()
+    assert "stopped by SIGTERM; unfinished outputs removed" in err.decode()
+    assert list(out.parent.iterdir()) == []
+
+    stale = out.parent / ".overlay.0123456789ab.tmp.mp4"  # as SIGKILL leaves it
+    stale.write_bytes(b"\0" * 1000)
+    with atomic_path(out) as live:  # another run writing the same file right now
+        missing = str(tmp_path / "nothing")
+        err = _one_line_error(capsys, [str(video), "--checkpoint", missing, "--out", str(out)])
+        assert not stale.exists() and live.exists()
+    assert "--checkpoint" in err

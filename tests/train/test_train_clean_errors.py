@@ -206,3 +206,50 @@ def test_resume_cleans_temporaries_and_rolled_back_records(synth_root, tmp_path)
     steps = [r["step"] for r in records if r["event"] == "train"]
     assert steps == [1, 2, 3]  # each step once, the resumed run's step 3
     assert [r["loss"] for r in records if r["event"] == "train"][-1] != 9.0
+
+
+# --- a full disk while saving best/, an unreadable file of the training split ------------------
+
+
+def test_full_disk_while_saving_best_is_one_line(synth_root, tmp_path, capsys, monkeypatch):
+    """safetensors reports ENOSPC as its own SafetensorError: one line naming best/, exit 2."""
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr("selm.weights.checkpoint.save_file", full)
+    run = tmp_path / "run"
+    good = write_config(tmp_path / "good.yaml", synth_root)
+    assert train_main(["--config", str(good), "--out", str(run)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("python -m train: error: ") and f"no space left on {run / 'best'}" in err
+    assert not [p for p in (run / "best").iterdir() if ".tmp" in p.name]  # nothing partial
+
+
+def test_an_unreadable_log_mel_file_is_one_line_naming_it(synth_root, tmp_path, capsys):
+    import shutil
+
+    from train.config import user_error_message
+    from train.data.files import DataFileError
+
+    root = tmp_path / "data"  # a copy of the MS3 part: the session's sample stays intact
+    shutil.copytree(synth_root / "Multi-sources", root / "Multi-sources")
+    mels = root / "Multi-sources" / "ms3_data" / "audio_log_mel" / "train"
+    broken = sorted(mels.glob("*.pkl"))[0]
+    broken.write_text("not a pickle\n")
+    config = write_config(tmp_path / "c.yaml", root)
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("python -m train: error: ") and "Traceback" not in err
+    assert f"{broken}: not a readable log-mel tensor pickle" in err
+
+    # a DataLoader worker's error comes back with the worker's traceback in its message
+    worker = DataFileError(
+        "Caught DataFileError in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x.py", line 1, in f\ntrain.data.files.DataFileError: '
+        f"{broken}: not a readable log-mel tensor pickle"
+    )
+    assert user_error_message(worker) == f"{broken}: not a readable log-mel tensor pickle"

@@ -24,6 +24,11 @@ from selm.transforms.log_mel import SAMPLE_RATE, to_mono_16k
 NUM_AVSS_CLASSES = 71  # AVSBench-semantic: background + 70 categories
 
 
+class DataFileError(ValueError):
+    """A file of the data set cannot be read as what it should hold; the message names it and
+    says what to do (training stops with it in one line, `python -m train`)."""
+
+
 # --- images ---
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8."""
@@ -100,7 +105,10 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
 # --- audio ---
 def read_wav(path: str | os.PathLike) -> torch.Tensor:
     """(S,) float32 mono at 16 kHz."""
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (S, C)
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (S, C)
+    except (soundfile.LibsndfileError, RuntimeError) as err:
+        raise DataFileError(f"{path}: not a readable wav file ({err}); {_FIX}") from err
     return to_mono_16k(torch.from_numpy(np.ascontiguousarray(data.T)), rate)
 
 
@@ -137,6 +145,9 @@ def _storage_from_bytes(data: bytes):
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+_FIX = "replace the file (or run `python -m train.check_data` on the data root)"
+
+
 def load_log_mel(path: str | os.PathLike) -> torch.Tensor:
     """A log-mel pickle -> float32 tensor (T, 1, 96, 64), loaded without running code."""
     path = Path(path)
@@ -145,18 +156,23 @@ def load_log_mel(path: str | os.PathLike) -> torch.Tensor:
         with open(path, "rb") as f:
             try:
                 value = _TensorUnpickler(f).load()
-            except (pickle.UnpicklingError, EOFError, ValueError):
+            except Exception:  # damaged bytes fail in many ways; torch.load says why below
                 value = None
     if not isinstance(value, torch.Tensor):  # torch.save files, zip or legacy
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4" notices
                 value = torch.load(path, weights_only=True, map_location="cpu")
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable log-mel tensor pickle ({e})") from e
+        except Exception as e:  # the weights-only unpickler's errors come in many types
+            reason = " ".join(str(e).split())[:200]
+            raise DataFileError(
+                f"{path}: not a readable log-mel tensor pickle ({reason}); {_FIX}"
+            ) from e
     if not isinstance(value, torch.Tensor) or value.dim() != 4 or value.shape[1:] != (1, 96, 64):
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"{path}: expected a log-mel tensor (T, 1, 96, 64), got {shape}")
+        raise DataFileError(
+            f"{path}: expected a log-mel tensor (T, 1, 96, 64), got {shape}; {_FIX}"
+        )
     return value.detach().float()
 
 

@@ -156,3 +156,44 @@ def test_variable_frame_rate_overlays_keep_every_frame_time(tmp_path, suffix):
     np.testing.assert_allclose(written, times, atol=2e-3)  # at most a tick of rounding
     assert audio == pytest.approx(pred.duration, abs=0.07)  # the audio spans the same time
     assert written[-1] == pytest.approx(4.75, abs=2e-3)
+
+
+def test_a_declared_length_never_sizes_a_buffer(tmp_path):
+    """An mkv whose header claims 1e12 ms (about 32 years) and holds 6 s (two windows, the
+    first one yielded while the length is still the claim): the prediction takes the memory of
+    6 s (nothing is allocated from the claim)."""
+    import struct
+
+    path = write_media(tmp_path / "liar.mkv", times=np.arange(24) / 4, audio_seconds=6.0)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info's Duration, an 8-byte float in ms
+    data[at + 3 : at + 11] = struct.pack(">d", 1e12)
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base == pytest.approx(1e9)  # the claim is in place
+    tracemalloc.start()
+    pred = Predictor(Blank()).predict(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(pred.times) == 6 and pred.duration < 6.1
+    assert peak < 50e6
+
+
+@pytest.mark.parametrize("image", [".png", ".jpg"])
+def test_a_still_image_named_like_a_video_is_not_a_video(tmp_path, image):
+    import cv2
+
+    from selm.inference.predictor import check_inputs
+
+    picture = tmp_path / f"photo{image}"
+    cv2.imwrite(str(picture), np.full((48, 64, 3), 200, np.uint8))
+    renamed = picture.rename(tmp_path / "photo.mp4")
+    codec = "PNG" if image == ".png" else "MJPEG"
+    message = rf"'photo.mp4' is a still image \({codec}\), not a video"
+    for call in (
+        lambda: read_video(renamed),
+        lambda: Predictor(Blank()).predict(renamed, audio="mute"),
+        lambda: check_inputs(renamed),  # not "has no audio track"
+    ):
+        with pytest.raises(MediaError, match=message):
+            call()

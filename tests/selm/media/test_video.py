@@ -5,12 +5,13 @@ import math
 import subprocess
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 from signals import peak_hz, sine
 
 from selm.media.audio import read_audio
-from selm.media.container import MediaError
+from selm.media.container import MediaError, MediaWarning
 from selm.media.video import FRAME_OFFSET, VideoStream, frame_times, frame_to_rgb, read_video
 from selm.media.writer import open_writer
 
@@ -232,3 +233,82 @@ def test_other_matrices_and_ranges_convert_through_swscale(colorspace, color_ran
     np.testing.assert_array_equal(frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
     bt601 = _yuv420_frame(64, 48, 2, 0).to_ndarray(format="rgb24")
     assert np.abs(frame_to_rgb(frame).astype(int) - bt601).max() > 8  # the tag matters
+
+
+# --- the file's clock: streams that start apart (`ffmpeg -itsoffset`) ----------------------
+
+
+def write_offset_media(path, *, video_start=0.0, audio_start=0.0, video_seconds, audio_seconds):
+    """An mp4 whose video (fake_selm's scene, 8 fps) starts at `video_start` s and whose audio,
+    a 440 Hz tone (AAC, 16 kHz), at `audio_start` s, as `ffmpeg -itsoffset` leaves them."""
+    from fake_selm import scene
+
+    rate, fps = 16000, 8
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.codec_context.time_base = video.time_base = Fraction(1, 1000)
+        audio = out.add_stream("aac", rate=rate, layout="mono")
+        tone = sine(440.0, audio_seconds, rate, channels=1).astype(np.float32)
+        for i in range(0, tone.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(tone[:, i : i + 1024].copy(), "flt", "mono")
+            frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+            frame.pts = round(audio_start * rate) + i
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+        for i in range(round(video_seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(scene(0), format="rgb24")
+            frame.pts, frame.time_base = round((video_start + i / fps) * 1000), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def loudness(wave: np.ndarray, start: float, stop: float) -> float:
+    return float(np.abs(wave[round(start * 16000) : round(stop * 16000)]).max(initial=0.0))
+
+
+def test_audio_that_starts_late_is_heard_and_muxed_where_it_plays(tmp_path):
+    from fake_selm import FakeSelM, assert_object_segmented, predict_with_overlay
+
+    from selm.inference.predictor import Predictor
+    from selm.media.audio import read_audio_track
+
+    path = write_offset_media(
+        tmp_path / "late_audio.mp4", audio_start=2.25, video_seconds=3.0, audio_seconds=1.0
+    )
+    track = read_audio_track(path)
+    assert loudness(track, 0.0, 2.1) < 0.01 and loudness(track, 2.4, 3.0) > 0.3
+    with pytest.warns(MediaWarning, match=r"its audio starts 2\.\d\d s after its video"):
+        pred = predict_with_overlay(Predictor(FakeSelM()), path, tmp_path / "overlay.mp4")
+    masks = pred.masks()
+    assert not masks[0].any() and not masks[1].any()  # silence before the audio starts
+    assert_object_segmented(masks[2])
+    assert any("heard silence before that" in note for note in pred.notes)
+    heard = read_audio(tmp_path / "overlay.mp4")  # the overlay's track, on the same clock
+    assert loudness(heard, 0.0, 2.1) < 0.01 and loudness(heard, 2.4, 2.95) > 0.3
+
+
+def test_video_that_starts_late_shows_black_before_its_first_frame(tmp_path):
+    from fake_selm import FakeSelM, predict_with_overlay, scene
+
+    from selm.inference.predictor import Predictor
+
+    path = write_offset_media(
+        tmp_path / "late_video.mp4", video_start=2.0, video_seconds=3.0, audio_seconds=5.0
+    )
+    with pytest.warns(MediaWarning, match="a black frame at seconds 0-1"):
+        clip = read_video(path)
+    assert clip.num_seconds == 5 and clip.duration == pytest.approx(5.0, abs=0.01)
+    assert not clip.frames[:2].any()  # seconds 0-1: no picture yet, as a player shows
+    assert np.abs(clip.frames[2:].astype(int) - scene(0)).mean(axis=(1, 2, 3)).max() < 3
+    with pytest.warns(MediaWarning):
+        pred = predict_with_overlay(Predictor(FakeSelM()), path, tmp_path / "overlay.mp4")
+    assert not pred.frames[:2].any() and pred.frames[2:].any()
+    assert any("black frame at seconds 0-1" in note for note in pred.notes)
+    with av.open(str(tmp_path / "overlay.mp4")) as overlay:
+        stream = overlay.streams.video[0]
+        first = next(overlay.decode(stream))
+        assert float(first.pts * first.time_base) == pytest.approx(2.0, abs=0.01)
+    heard = read_audio(tmp_path / "overlay.mp4")
+    assert len(heard) / 16000 == pytest.approx(5.0, abs=0.1) and loudness(heard, 0.2, 1.8) > 0.3
